@@ -1,0 +1,146 @@
+"""The ``zol2l`` command line: it parses arguments and calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from zol2l.optimizers import available, get_class
+from zol2l.tasks import available_tasks, make_task
+
+
+def _optimizer_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for name in names:
+        get_class(name)  # raises a clear error for unknown names
+    if not names:
+        raise ValueError("--optimizers needs at least one optimizer name")
+    return names
+
+
+def _task(args: argparse.Namespace) -> Any:
+    options: dict[str, Any] = {}
+    if getattr(args, "dim", None) is not None:
+        options["dim"] = args.dim
+    if getattr(args, "minibatch", None) is not None:
+        options["batch"] = args.minibatch
+    return make_task(args.task, **options)
+
+
+def _add_common(p: argparse.ArgumentParser, *, steps: int) -> None:
+    p.add_argument("--task", default="binary-classification", choices=available_tasks(),
+                   help="task family (default: %(default)s)")
+    p.add_argument("--optimizers", default="zo-sgd,zo-signsgd,zo-adam,zo-szvrg,zo-guided-es",
+                   help=f"comma-separated optimizer names; available: {', '.join(available())}")
+    p.add_argument("--instances", type=int, default=None,
+                   help="use the first N instances of the split (default: all)")
+    p.add_argument("--trials", type=int, default=1, help="random trials per instance")
+    p.add_argument("--steps", type=int, default=steps, help="iterations per run")
+    p.add_argument("--q", type=int, default=20, help="query directions per estimate")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--dim", type=int, default=None, help="binary-classification: dimension d")
+    p.add_argument("--minibatch", type=int, default=None,
+                   help="binary-classification: minibatch size b")
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``zol2l evaluate``."""
+    from zol2l.experiments.evaluate import evaluate, read_hparams, write_json
+    from zol2l.experiments.plots import plot_loss
+
+    names = _optimizer_list(args.optimizers)
+    tuned = read_hparams(args.hparams) if args.hparams else {}
+    payload = evaluate(
+        _task(args), {n: tuned.get(n, {}) | {"q": args.q} for n in names}, split=args.split,
+        instances=args.instances, trials=args.trials, steps=args.steps, q=args.q,
+        seed=args.seed, progress=not args.quiet,
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "results.json", payload)
+    plot_loss(payload, args.out / "loss.png", log=args.log)
+    for name, block in payload["optimizers"].items():
+        print(f"{name:>14}: final loss {block['final_loss_mean']:.6g} "
+              f"+- {block['final_loss_std']:.3g}  ({block['total_queries']} queries per run)")
+    print(f"wrote {args.out / 'results.json'} and {args.out / 'loss.png'}")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """``zol2l tune``."""
+    from zol2l.experiments.evaluate import write_json
+    from zol2l.experiments.tune import tune
+
+    payload = tune(
+        _task(args), _optimizer_list(args.optimizers), instances=args.instances,
+        trials=args.trials, steps=args.steps, q=args.q, seed=args.seed,
+        progress=not args.quiet,
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "hparams.json", payload)
+    for name, entry in payload["optimizers"].items():
+        print(f"{name:>14}: {entry['hyperparameters']}  "
+              f"(train final loss {entry['final_loss_mean']:.6g})")
+    print(f"wrote {args.out / 'hparams.json'} (use: zol2l evaluate --hparams ...)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``zol2l``."""
+    parser = argparse.ArgumentParser(
+        prog="zol2l",
+        description="Learned zeroth-order optimization: ZO estimators, hand-designed and "
+                    "learned ZO optimizers, black-box tasks.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("evaluate", help="compare optimizers on test instances of a task")
+    _add_common(p, steps=500)
+    p.add_argument("--split", default="test", choices=("train", "test"))
+    p.add_argument("--hparams", type=Path, default=None,
+                   help="hyperparameter file written by `zol2l tune`")
+    p.add_argument("--log", action="store_true", help="log-scale loss axis")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("tune", help="tune baseline learning rates on training instances")
+    _add_common(p, steps=500)
+    p.set_defaults(func=cmd_tune)
+
+    for module in _command_modules():
+        module.add_parser(sub)
+    return parser
+
+
+def _command_modules() -> list[Any]:
+    import importlib
+
+    modules = []
+    for name in ("zol2l.train_target",):
+        try:
+            modules.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+    return modules
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``zol2l`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, TypeError) as exc:
+        print(f"zol2l {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"zol2l {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,227 @@
+"""Zeroth-order gradient estimators.  Each sends all of its queries in ONE oracle call.
+
+* :func:`gaussian`: the random-direction forward difference of eq. 1 of Ruan et al. (2020),
+
+  .. math:: \\hat\\nabla f(x) = \\frac{1}{\\mu q} \\sum_{i=1}^q [f(x + \\mu u_i) - f(x)]\\, u_i,
+
+  with ``f(x)`` queried once and reused (``q + 1`` queries).  Directions are
+  ``u = std * z`` with ``z ~ N(0, I)`` (a diagonal sampling covariance ``diag(std^2)``; the
+  QueryRNN of eq. 3 drives ``std``) or, with ``guide``, Guided-ES directions (appendix B):
+  covariance ``alpha I + (1 - alpha) U U^T`` with ``U`` an orthonormal basis of the guiding
+  vectors, each direction rescaled to the norm of its plain ``z``.  ``antithetic=True`` gives the
+  central variant ``[f(x + mu u) - f(x - mu u)] / (2 mu) u`` (``2q + 1`` queries, ``f(x)`` is
+  still returned).
+* :func:`coordinatewise`: the deterministic central difference of eq. 5,
+  ``sum_i [f(x + mu e_i) - f(x - mu e_i)] / (2 mu) e_i`` (``2d`` queries, plus ``f(x)``), and
+  :class:`CoordinatewiseFn`, the same as a ``torch.autograd.Function`` so that a loss known only
+  by its values can be back-propagated through (meta-training, section 3.2).
+
+Expected quality (used by the tests).  For ``f(x) = 1/2 x^T A x`` the forward difference is
+unbiased for the gradient of the smoothed ``f_mu(x) = E f(x + mu z)``, i.e. ``A x`` (the
+``mu^2 tr(A)/2`` offset has no gradient).  For a fixed gradient ``g`` and ``q`` standard
+Gaussian directions in the limit ``mu -> 0`` the estimate is ``(1/q) sum (z_i . g) z_i``; its
+cosine with ``g`` satisfies, for large ``d``,
+``E cos ~= sqrt(q / (q + d + 1))`` (numerator ``|g|``, squared norm
+``|g|^2 (q + d + 1) / q`` in expectation).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from zol2l.oracle import Oracle
+
+#: Default smoothing ``mu`` per dtype, chosen by ``bench/bench_mu.py``: the power of ten that
+#: minimizes the median relative error of the forward-difference directional derivative on
+#: three smooth test functions (d = 100).  Measured: float32 1e-4 (error 1.6e-3; 4.6e-3 at
+#: 1e-5 where cancellation takes over, 5.9e-3 at 1e-3 from truncation); float64 1e-8 (error
+#: 9.8e-8; 6e-7 at 1e-7).  Half precisions follow the same sqrt(eps) rule.
+DEFAULT_MU: dict[torch.dtype, float] = {
+    torch.float16: 3e-2,
+    torch.bfloat16: 1e-1,
+    torch.float32: 1e-4,
+    torch.float64: 1e-8,
+}
+
+
+def default_mu(dtype: torch.dtype) -> float:
+    """The documented default smoothing parameter for ``dtype``."""
+    try:
+        return DEFAULT_MU[dtype]
+    except KeyError:
+        raise TypeError(f"no default mu for dtype {dtype}: pass mu explicitly") from None
+
+
+@dataclass
+class Estimate:
+    """A gradient estimate for a batch of problems.
+
+    Attributes:
+        grad: ``[B, d]`` estimated gradients.
+        fx: ``[B]`` values ``f(x)`` queried at the current points.
+        queries: queries per problem spent on this estimate.
+    """
+
+    grad: torch.Tensor
+    fx: torch.Tensor
+    queries: int
+
+
+def check_mu(mu: float) -> float:
+    """Validate a smoothing parameter."""
+    if not (isinstance(mu, int | float) and math.isfinite(mu) and mu > 0):
+        raise ValueError(f"mu must be a positive finite number, got {mu!r}")
+    return float(mu)
+
+
+def check_q(q: int) -> int:
+    """Validate a number of query directions."""
+    if isinstance(q, bool) or not isinstance(q, int) or q < 1:
+        raise ValueError(f"q (number of query directions) must be an integer >= 1, got {q!r}")
+    return q
+
+
+def gaussian_noise(shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dtype,
+                   device: torch.device | str = "cpu") -> torch.Tensor:
+    """Standard normal draws.  Drawn in float32 (5x faster than float64 on CPU) and cast: the
+    directions need no more than 24 bits of mantissa."""
+    draw_dtype = torch.float32 if dtype == torch.float64 else dtype
+    return torch.randn(shape, generator=generator, dtype=draw_dtype, device=device).to(dtype)
+
+
+def sample_directions(
+    shape: tuple[int, int, int],
+    generator: torch.Generator,
+    *,
+    dtype: torch.dtype,
+    device: torch.device | str = "cpu",
+    std: torch.Tensor | None = None,
+    guide: torch.Tensor | None = None,
+    alpha: float = 0.5,
+) -> torch.Tensor:
+    """Draw ``[B, q, d]`` query directions.
+
+    ``std`` (``[B, d]`` or ``[d]``) scales each coordinate (``u = std * z``, covariance
+    ``diag(std^2)``); gradients flow through it (the reparameterization trick).  ``guide``
+    (``[B, k, d]``) gives the Guided-ES subspace: ``u = sqrt(alpha) z + sqrt(1-alpha) U z_k``,
+    rescaled to ``|z|``.  Rank-deficient guides (e.g. colinear vectors) drop their null
+    columns.
+    """
+    nprob, q, d = shape
+    z = gaussian_noise(shape, generator, dtype, device)
+    if guide is not None:
+        if guide.dim() != 3 or guide.shape[0] != nprob or guide.shape[2] != d:
+            raise ValueError(f"guide must have shape [{nprob}, k, {d}], got {tuple(guide.shape)}")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        k = guide.shape[1]
+        zk = gaussian_noise((nprob, q, k), generator, dtype, device)
+        basis, r = torch.linalg.qr(guide.detach().to(dtype).transpose(1, 2))  # [B, d, k]
+        diag = r.diagonal(dim1=1, dim2=2).abs()  # [B, k]
+        scale = diag.amax(dim=1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
+        basis = basis * (diag > 1e-6 * scale).to(dtype)[:, None, :]
+        u = math.sqrt(alpha) * z + math.sqrt(1.0 - alpha) * zk @ basis.transpose(1, 2)
+        u = u * (z.norm(dim=2, keepdim=True) / u.norm(dim=2, keepdim=True).clamp_min(1e-30))
+        z = u
+    if std is not None:
+        if std.shape not in ((nprob, d), (d,)):
+            raise ValueError(f"std must have shape [{nprob}, {d}] or [{d}], got {tuple(std.shape)}")
+        z = z * (std if std.dim() == 1 else std[:, None, :])
+    return z
+
+
+def directional_average(diffs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """``mean_i diffs[:, i] * u[:, i]`` over the valid (finite) differences of each problem.
+
+    Non-finite differences (from values the oracle mapped to ``+inf``) are rejected: they get
+    weight zero and the average runs over the remaining directions.
+    """
+    valid = torch.isfinite(diffs)
+    if bool(valid.all()):
+        return torch.einsum("bq,bqd->bd", diffs, u) / diffs.shape[1]
+    count = valid.sum(dim=1, keepdim=True).clamp_min(1).to(diffs.dtype)
+    safe = torch.where(valid, diffs, torch.zeros_like(diffs))
+    return torch.einsum("bq,bqd->bd", safe, u) / count
+
+
+def gaussian(
+    oracle: Oracle,
+    x: torch.Tensor,
+    q: int,
+    mu: float,
+    generator: torch.Generator,
+    *,
+    std: torch.Tensor | None = None,
+    guide: torch.Tensor | None = None,
+    alpha: float = 0.5,
+    antithetic: bool = False,
+) -> Estimate:
+    """Random-direction gradient estimate (eq. 1; central variant with ``antithetic``).
+
+    Args:
+        oracle: the counted objective.
+        x: ``[B, d]`` current points.
+        q: number of directions.
+        mu: smoothing parameter.
+        generator: source of the random directions.
+        std, guide, alpha: the sampling distribution (see :func:`sample_directions`).
+        antithetic: use ``x +- mu u`` (``2q + 1`` queries) instead of ``x + mu u`` (``q + 1``).
+    """
+    q, mu = check_q(q), check_mu(mu)
+    u = sample_directions(
+        (x.shape[0], q, x.shape[1]), generator, dtype=x.dtype, device=x.device,
+        std=std, guide=guide, alpha=alpha,
+    )
+    plus = x[:, None, :] + mu * u
+    parts = [x[:, None, :], plus] + ([x[:, None, :] - mu * u] if antithetic else [])
+    values = oracle(torch.cat(parts, dim=1))
+    fx = values[:, 0]
+    if antithetic:
+        diffs = (values[:, 1 : q + 1] - values[:, q + 1 :]) / (2.0 * mu)
+    else:
+        diffs = (values[:, 1:] - fx[:, None]) / mu
+    return Estimate(directional_average(diffs, u), fx, values.shape[1])
+
+
+def coordinatewise(oracle: Oracle, x: torch.Tensor, mu: float) -> Estimate:
+    """The coordinatewise central difference of eq. 5 (``2d + 1`` queries in one call)."""
+    mu = check_mu(mu)
+    nprob, d = x.shape
+    eye = torch.eye(d, dtype=x.dtype, device=x.device) * mu
+    points = torch.cat([x[:, None, :], x[:, None, :] + eye, x[:, None, :] - eye], dim=1)
+    values = oracle(points)
+    grad = (values[:, 1 : d + 1] - values[:, d + 1 :]) / (2.0 * mu)
+    grad = torch.where(torch.isfinite(grad), grad, torch.zeros_like(grad))
+    return Estimate(grad, values[:, 0], 2 * d + 1)
+
+
+class CoordinatewiseFn(torch.autograd.Function):
+    """``f(x)`` whose backward pass is the eq. 5 estimate instead of autograd.
+
+    ``CoordinatewiseFn.apply(x, fun, mu)`` with ``x`` of shape ``[B, d]`` and ``fun`` mapping
+    ``[B, n, d] -> [B, n]`` returns ``f(x)`` of shape ``[B]``; the forward pass queries the
+    ``2d + 1`` points in one call and keeps the estimate for the backward pass.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, fun: Callable | Oracle, mu: float) -> torch.Tensor:  # type: ignore[override]
+        oracle = fun if isinstance(fun, Oracle) else Oracle(
+            fun, x.shape[1], mode="problems", dtype=x.dtype
+        )
+        est = coordinatewise(oracle, x.detach(), mu)
+        ctx.save_for_backward(est.grad)
+        return est.fx
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        (grad,) = ctx.saved_tensors
+        return grad_out[:, None] * grad, None, None
+
+
+def zo_value(x: torch.Tensor, fun: Callable | Oracle, mu: float) -> torch.Tensor:
+    """``f(x)`` for ``x[B, d]``, differentiable through the eq. 5 estimator."""
+    return CoordinatewiseFn.apply(x, fun, mu)

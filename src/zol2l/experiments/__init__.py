@@ -1,0 +1,1 @@
+"""Experiment protocols built on the loop: evaluation, tuning, the paper's experiments."""

@@ -1,0 +1,125 @@
+"""The one optimization loop of zol2l: every optimizer, learned or not, steps through it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from zol2l.optimizers.base import StepOutput, ZOOptimizer
+from zol2l.oracle import BudgetExhausted, NonFinite, Oracle
+from zol2l.tasks.base import Problem
+
+
+@dataclass
+class RunResult:
+    """The outcome of :func:`run` on a batch of ``B`` problems.
+
+    Attributes:
+        x: ``[B, d]`` final points.
+        loss: ``[T + 1, B]`` loss history; row 0 is the initial point, row ``t`` the point after
+            ``t`` steps (the task's reported loss, else the queried values).
+        queries: queries per problem spent by each of the ``T`` steps.
+        seconds: wall time of the whole run.
+        step_seconds: wall time of each step (oracle included).
+        steps: number of steps taken ``T``.
+        stop_reason: ``"steps"`` or a sentence saying why the run ended early.
+        nqueries: total queries per problem, the final evaluation included.
+        metrics: per-step task metrics, each ``[T + 1, B, ...]``.
+    """
+
+    x: torch.Tensor
+    loss: torch.Tensor
+    queries: list[int]
+    seconds: float
+    step_seconds: list[float]
+    steps: int
+    stop_reason: str
+    nqueries: int = 0
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _reported(problem: Problem, x: torch.Tensor, fallback: torch.Tensor | None) -> torch.Tensor:
+    value = problem.loss(x)
+    return fallback if value is None else value
+
+
+def run(
+    optimizer: ZOOptimizer,
+    problem: Problem,
+    steps: int,
+    *,
+    seed: int = 0,
+    budget: int | None = None,
+    nonfinite: NonFinite = "raise",
+    callback: Callable[[int, StepOutput, dict[str, Any]], None] | None = None,
+) -> RunResult:
+    """Run ``optimizer`` on ``problem`` for ``steps`` iterations.
+
+    Args:
+        optimizer: any registered optimizer.
+        problem: a batch of problems (:class:`~zol2l.tasks.base.Problem`).
+        steps: iterations to run.
+        seed: seeds the generator of the query directions; same seed, same history.
+        budget: query budget per problem.  The loop stops before a step that would exceed it
+            (keeping one query for the final value when the task reports no loss of its own).
+        nonfinite: what the oracle does with NaN/inf values (see :class:`Oracle`).
+        callback: called after every step with ``(t, step_output, state)``.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    x = problem.x0.clone()
+    oracle = Oracle(problem.objective, problem.dim, mode="problems", budget=budget,
+                    nonfinite=nonfinite, dtype=x.dtype)
+    final_query = 0 if problem.reports_loss else 1
+    if budget is not None and budget < optimizer.queries_at(0) + final_query:
+        raise ValueError(
+            f"budget {budget} is smaller than one step of {optimizer.name} "
+            f"({optimizer.queries_at(0)} queries + {final_query} for the final value)"
+        )
+    gen = torch.Generator(device=x.device).manual_seed(int(seed))
+    state = optimizer.init_state(x)
+    state["t"] = 0
+    losses: list[torch.Tensor | None] = [_reported(problem, x, None)]
+    metrics: list[dict[str, torch.Tensor]] = [problem.metrics(x)]
+    queries: list[int] = []
+    step_seconds: list[float] = []
+    stop_reason = "steps"
+    start = time.perf_counter()
+    for t in range(steps):
+        need = optimizer.queries_at(t) + final_query
+        if not oracle.can_afford(need):
+            stop_reason = f"query budget exhausted after {t} steps ({oracle.queries} of {budget})"
+            break
+        tick = time.perf_counter()
+        oracle.iteration = t
+        problem.next_iteration(t)
+        before = oracle.queries
+        try:
+            out = optimizer.step(oracle, x, state, gen)
+        except BudgetExhausted as exc:  # an optimizer that spends more than it announced
+            stop_reason = str(exc)
+            break
+        if losses[-1] is None:
+            losses[-1] = out.fx.detach()
+        x = out.x.detach()
+        queries.append(oracle.queries - before)
+        losses.append(_reported(problem, x, None))
+        metrics.append(problem.metrics(x))
+        step_seconds.append(time.perf_counter() - tick)
+        if callback is not None:
+            callback(t, out, state)
+    if losses[-1] is None:
+        oracle.iteration = len(queries)
+        problem.next_iteration(len(queries))
+        losses[-1] = oracle(x[:, None, :])[:, 0]
+    seconds = time.perf_counter() - start
+    stacked = {k: torch.stack([m[k] for m in metrics]) for k in metrics[0]} if metrics[0] else {}
+    return RunResult(
+        x=x, loss=torch.stack(losses), queries=queries, seconds=seconds,
+        step_seconds=step_seconds, steps=len(queries), stop_reason=stop_reason,
+        nqueries=oracle.queries, metrics=stacked,
+    )

@@ -1,0 +1,120 @@
+"""Base class of every zeroth-order optimizer, hand-designed or learned.
+
+An optimizer sees the objective only through an :class:`~zol2l.oracle.Oracle`.  One call of
+:meth:`ZOOptimizer.step` takes a batch of points ``x[B, d]`` (``B`` independent problems or
+trials advancing in lockstep), spends its queries, and returns the next points.  The one
+optimization loop that drives every optimizer is :func:`zol2l.loop.run`.
+
+Learning rates follow the paper's convention ``lr = delta / d`` (section 4) unless an absolute
+``lr`` is given.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from zol2l.estimators import Estimate, check_mu, check_q, default_mu, gaussian
+from zol2l.oracle import Oracle
+
+
+@dataclass
+class StepOutput:
+    """What one optimizer step produced.
+
+    Attributes:
+        x: ``[B, d]`` next points.
+        fx: ``[B]`` objective values queried at the points the step started from.
+        estimate: ``[B, d]`` the gradient estimate the step used.
+        extras: optimizer-specific per-step tensors (e.g. a learned sampling std).
+    """
+
+    x: torch.Tensor
+    fx: torch.Tensor
+    estimate: torch.Tensor
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class ZOOptimizer(ABC):
+    """A zeroth-order optimizer.
+
+    Args:
+        q: query directions per estimate.
+        mu: smoothing parameter (default: :data:`zol2l.estimators.DEFAULT_MU` of the dtype).
+        lr: absolute learning rate; mutually exclusive with ``delta``.
+        delta: learning rate as ``delta / d`` (the paper's convention).
+    """
+
+    name: ClassVar[str] = ""
+    default_delta: ClassVar[float] = 1.0
+
+    def __init__(
+        self,
+        *,
+        q: int = 20,
+        mu: float | None = None,
+        lr: float | None = None,
+        delta: float | None = None,
+    ) -> None:
+        if lr is not None and delta is not None:
+            raise ValueError("give either lr (absolute) or delta (lr = delta / d), not both")
+        for label, value in (("lr", lr), ("delta", delta)):
+            if value is not None and not (float(value) > 0):
+                raise ValueError(f"{label} must be positive, got {value!r}")
+        self.q = check_q(q)
+        self.mu = None if mu is None else check_mu(mu)
+        self.lr = None if lr is None else float(lr)
+        self.delta = None if delta is None else float(delta)
+
+    # ----------------------------------------------------------------- settings
+    def learning_rate(self, dim: int) -> float:
+        """The absolute learning rate for dimension ``dim``."""
+        if self.lr is not None:
+            return self.lr
+        delta = self.default_delta if self.delta is None else self.delta
+        return delta / dim
+
+    def smoothing(self, dtype: torch.dtype) -> float:
+        """``mu`` for points of ``dtype``."""
+        return self.mu if self.mu is not None else default_mu(dtype)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """JSON-serializable hyperparameters (what ``zol2l tune`` writes and reads)."""
+        hp: dict[str, Any] = {"q": self.q, "mu": self.mu}
+        if self.lr is not None:
+            hp["lr"] = self.lr
+        else:
+            hp["delta"] = self.default_delta if self.delta is None else self.delta
+        return hp
+
+    def queries_at(self, t: int) -> int:
+        """Queries per problem that step ``t`` (0-based) will spend."""
+        return self.q + 1
+
+    # ----------------------------------------------------------------- stepping
+    def init_state(self, x: torch.Tensor) -> dict[str, Any]:
+        """Fresh optimizer state for the points ``x[B, d]``."""
+        return {}
+
+    def estimate(
+        self, oracle: Oracle, x: torch.Tensor, state: dict[str, Any], gen: torch.Generator
+    ) -> Estimate:
+        """The gradient estimate of step ``state['t']``: eq. 1 with standard Gaussian directions."""
+        return gaussian(oracle, x, self.q, self.smoothing(x.dtype), gen)
+
+    @abstractmethod
+    def update(self, x: torch.Tensor, grad: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
+        """The parameter update: returns the next points."""
+
+    def step(
+        self, oracle: Oracle, x: torch.Tensor, state: dict[str, Any], gen: torch.Generator
+    ) -> StepOutput:
+        """One iteration: estimate the gradient, then update.  Advances ``state['t']``."""
+        state.setdefault("t", 0)
+        est = self.estimate(oracle, x, state, gen)
+        x_new = self.update(x, est.grad, state)
+        state["t"] += 1
+        return StepOutput(x_new, est.fx, est.grad)

@@ -1,0 +1,88 @@
+"""Task families and problem batches.
+
+A :class:`TaskFamily` (e.g. binary classification, a black-box attack) hands out problem
+instances by integer id, split into ``"train"`` ids (meta-training, tuning) and ``"test"`` ids
+(evaluation).  :meth:`TaskFamily.problem` returns a :class:`Problem`: ``B = len(ids) * trials``
+instances stacked as rows (instance-major), which the optimization loop advances together.
+The meta-trainer and the evaluator use this same interface.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+
+
+class Problem(ABC):
+    """A batch of ``B`` optimization problems of dimension ``dim``.
+
+    Attributes:
+        x0: ``[B, dim]`` initial points.
+        ids: ``B`` instance ids (one per row).
+        trials: ``B`` trial indices (one per row).
+    """
+
+    x0: torch.Tensor
+    ids: list[int]
+    trials: list[int]
+    #: whether :meth:`loss` reports a loss of its own (else the loop reports queried values)
+    reports_loss: ClassVar[bool] = False
+
+    @property
+    def dim(self) -> int:
+        """Dimension of one problem."""
+        return int(self.x0.shape[1])
+
+    @property
+    def size(self) -> int:
+        """Number of rows ``B``."""
+        return int(self.x0.shape[0])
+
+    @abstractmethod
+    def objective(self, points: torch.Tensor) -> torch.Tensor:
+        """The black box: ``points[B, n, dim] -> [B, n]`` (only via an oracle)."""
+
+    def next_iteration(self, t: int) -> None:
+        """Called by the loop before iteration ``t``: stochastic tasks draw their minibatch."""
+        return None
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The reported loss of ``x[B, dim]`` (not counted as queries), or ``None`` to report
+        the values the optimizer queried."""
+        return None
+
+    def differentiable_objective(self, points: torch.Tensor) -> torch.Tensor:
+        """The objective with its autograd graph (meta-training with ``--grad autograd``)."""
+        return self.objective(points)
+
+    def metrics(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-row task metrics of ``x`` (e.g. attack success), recorded by the loop."""
+        return {}
+
+
+class TaskFamily(ABC):
+    """A family of problem instances."""
+
+    name: ClassVar[str] = ""
+
+    @abstractmethod
+    def instance_ids(self, split: str) -> list[int]:
+        """The instance ids of ``split`` (``"train"`` or ``"test"``)."""
+
+    @abstractmethod
+    def problem(self, ids: Sequence[int], trials: int = 1, seed: int = 0) -> Problem:
+        """A batch of ``len(ids) * trials`` rows, seeded by ``seed`` and each row's trial."""
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-serializable settings of the family."""
+        return {"name": self.name}
+
+
+def check_split(split: str) -> str:
+    """Validate a split name."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return split

@@ -1,0 +1,32 @@
+"""Shared fixtures: a seeded quadratic problem family for optimizer tests."""
+
+from __future__ import annotations
+
+import torch
+
+from zol2l.tasks.base import Problem
+
+
+class Quadratic(Problem):
+    """``f(x) = 1/2 sum_i a_i x_i^2`` per row, reported loss = f (deterministic)."""
+
+    reports_loss = True
+
+    def __init__(self, x0: torch.Tensor, scales: torch.Tensor) -> None:
+        self.x0, self.scales = x0, scales
+        self.ids = list(range(x0.shape[0]))
+        self.trials = [0] * x0.shape[0]
+
+    def objective(self, points: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (self.scales[:, None, :] * points.square()).sum(dim=2)
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        return self.objective(x[:, None, :])[:, 0]
+
+
+def quadratic(rows: int = 2, dim: int = 10, seed: int = 0, cond: float = 4.0) -> Quadratic:
+    """Seeded convex quadratic with eigenvalues in ``[1, cond]``."""
+    g = torch.Generator().manual_seed(seed)
+    x0 = torch.randn((rows, dim), generator=g, dtype=torch.float64)
+    scales = 1.0 + (cond - 1.0) * torch.rand((rows, dim), generator=g, dtype=torch.float64)
+    return Quadratic(x0, scales)

@@ -1,0 +1,81 @@
+"""The oracle: batching modes, exact counting, budget, non-finite values, shape checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from zol2l.oracle import BudgetExhausted, NonFiniteValueError, Oracle
+
+
+def pts(b: int, n: int, d: int) -> torch.Tensor:
+    return torch.arange(b * n * d, dtype=torch.float64).reshape(b, n, d) / 10
+
+
+def test_modes_agree_and_count() -> None:
+    batch = Oracle(lambda x: x.square().sum(-1), 3, mode="batch")
+    point_np = Oracle(lambda x: float(np.sum(x**2)), 3, mode="point", numpy_inputs=True)
+    problems = Oracle(lambda p: p.square().sum(-1), 3, mode="problems")
+    p = pts(2, 4, 3)
+    out = [o(p) for o in (batch, point_np, problems)]
+    for o in out[1:]:
+        torch.testing.assert_close(o, out[0])
+    assert [o.queries for o in (batch, point_np, problems)] == [4, 4, 4]
+    assert all(o.calls == 1 for o in (batch, point_np, problems))
+
+
+def test_point_mode_calls_once_per_point() -> None:
+    calls = []
+    oracle = Oracle(lambda x: calls.append(1) or 0.0, 2, mode="point")
+    oracle(pts(3, 5, 2))
+    assert len(calls) == 15 and oracle.queries == 5
+
+
+def test_budget_is_never_exceeded() -> None:
+    oracle = Oracle(lambda x: x.sum(-1), 2, budget=10)
+    oracle(pts(1, 6, 2))
+    assert oracle.remaining == 4 and oracle.can_afford(4) and not oracle.can_afford(5)
+    with pytest.raises(BudgetExhausted, match="budget"):
+        oracle(pts(1, 5, 2))
+    assert oracle.queries == 6  # the refused call evaluated nothing
+
+
+def test_nan_names_iteration_and_point() -> None:
+    def f(x: torch.Tensor) -> torch.Tensor:
+        out = x.sum(-1)
+        out[3] = float("nan")
+        return out
+
+    oracle = Oracle(f, 2)
+    oracle.iteration = 17
+    with pytest.raises(NonFiniteValueError, match=r"iteration 17, problem 0, point index 3"):
+        oracle(pts(1, 5, 2))
+    lenient = Oracle(f, 2, nonfinite="inf")
+    assert torch.isinf(lenient(pts(1, 5, 2))[0, 3])
+
+
+def test_shape_and_dtype_errors() -> None:
+    oracle = Oracle(lambda x: x.sum(-1), 3)
+    with pytest.raises(ValueError, match=r"\[B, n, 3\]"):
+        oracle(torch.zeros(4, 3, dtype=torch.float64))
+    with pytest.raises(TypeError, match="dtype"):
+        oracle(torch.zeros(1, 4, 3, dtype=torch.float32))
+    wrong = Oracle(lambda x: x, 3)
+    with pytest.raises(ValueError, match="one value per queried point"):
+        wrong(pts(1, 2, 3))
+    vector = Oracle(lambda x: np.array([1.0, 2.0]), 3, mode="point", numpy_inputs=True)
+    with pytest.raises(ValueError, match="one number per point"):
+        vector(pts(1, 1, 3))
+    with pytest.raises(TypeError, match="callable"):
+        Oracle(3, 2)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="budget"):
+        Oracle(lambda x: x, 2, budget=0)
+
+
+def test_values_are_detached_by_default() -> None:
+    w = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    oracle = Oracle(lambda x: x @ w, 3)
+    assert not oracle(pts(1, 2, 3)).requires_grad
+    diff = Oracle(lambda x: x @ w, 3, differentiable=True)
+    assert diff(pts(1, 2, 3)).requires_grad
