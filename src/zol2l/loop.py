@@ -47,6 +47,30 @@ def _reported(problem: Problem, x: torch.Tensor, fallback: torch.Tensor | None) 
     return fallback if value is None else value
 
 
+def advance(
+    optimizer: ZOOptimizer,
+    problem: Problem,
+    oracle: Oracle,
+    x: torch.Tensor,
+    state: dict[str, Any],
+    gen: torch.Generator,
+    t: int,
+    *,
+    detach: bool = True,
+) -> StepOutput:
+    """Iteration ``t`` of the loop: draw the task's minibatch, let the optimizer step.
+
+    :func:`run` calls this for evaluation; the meta-trainer calls it with ``detach=False`` (and
+    a differentiable oracle) to unroll truncations with their autograd graph.
+    """
+    oracle.iteration = t
+    problem.next_iteration(t)
+    out = optimizer.step(oracle, x, state, gen)
+    if detach:
+        out.x = out.x.detach()
+    return out
+
+
 def run(
     optimizer: ZOOptimizer,
     problem: Problem,
@@ -95,17 +119,16 @@ def run(
             stop_reason = f"query budget exhausted after {t} steps ({oracle.queries} of {budget})"
             break
         tick = time.perf_counter()
-        oracle.iteration = t
-        problem.next_iteration(t)
         before = oracle.queries
         try:
-            out = optimizer.step(oracle, x, state, gen)
+            with torch.no_grad():  # evaluation: no graph through learned optimizers' state
+                out = advance(optimizer, problem, oracle, x, state, gen, t)
         except BudgetExhausted as exc:  # an optimizer that spends more than it announced
             stop_reason = str(exc)
             break
         if losses[-1] is None:
             losses[-1] = out.fx.detach()
-        x = out.x.detach()
+        x = out.x
         queries.append(oracle.queries - before)
         losses.append(_reported(problem, x, None))
         metrics.append(problem.metrics(x))
