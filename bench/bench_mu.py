@@ -27,8 +27,9 @@ def functions(d: int, g: torch.Generator) -> dict:
     w = torch.randn(d, 32, generator=g, dtype=torch.float64) / d**0.5
     return {
         "quadratic": lambda x: 0.5 * (x @ a.to(x.dtype)).square().sum(-1),
-        "binary-classification": lambda x: (labels.to(x.dtype) - torch.sigmoid(x @ feats.T.to(x.dtype)))
-        .square().mean(-1),
+        "binary-classification": lambda x: (
+            labels.to(x.dtype) - torch.sigmoid(x @ feats.T.to(x.dtype))
+        ).square().mean(-1),
         "tanh-net": lambda x: torch.tanh(x @ w.to(x.dtype)).sum(-1),
     }
 

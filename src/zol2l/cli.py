@@ -23,14 +23,35 @@ def _optimizer_list(text: str) -> list[str]:
 
 def _task(args: argparse.Namespace) -> Any:
     options: dict[str, Any] = {}
-    if getattr(args, "dim", None) is not None:
-        options["dim"] = args.dim
-    if getattr(args, "minibatch", None) is not None:
-        options["batch"] = args.minibatch
+    if args.task == "binary-classification":
+        for key, flag in (("dim", "dim"), ("batch", "minibatch")):
+            if getattr(args, flag, None) is not None:
+                options[key] = getattr(args, flag)
+    else:
+        options = {"target": args.target, "outputs": args.outputs, "data_dir": args.data_dir,
+                   "c": args.c, "p": args.p, "box": args.box, "max_batch": args.max_batch}
     return make_task(args.task, **options)
 
 
-def _add_common(p: argparse.ArgumentParser, *, steps: int) -> None:
+def _add_attack_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=None,
+                   help="folder with mnist.npz / cifar10.npz or the official files "
+                        "(default: $ZOL2L_DATA_DIR)")
+    p.add_argument("--target", default=None,
+                   help="TorchScript or torch.export file of the classifier "
+                        "(default: the shipped target)")
+    p.add_argument("--outputs", choices=("logits", "log_probs"), default="logits",
+                   help="what --target returns")
+    p.add_argument("--c", type=float, default=None,
+                   help="distortion weight (default 0.1 MNIST, 0.25 CIFAR-10)")
+    p.add_argument("--p", type=int, choices=(1, 2), default=1, help="distortion norm")
+    p.add_argument("--box", choices=("tanh", "clamp"), default="tanh",
+                   help="x = (tanh(w) + 1) / 2, or x = clip(x0 + delta, 0, 1)")
+    p.add_argument("--max-batch", type=int, default=1024,
+                   help="images per target forward pass (memory cap)")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default="binary-classification", choices=available_tasks(),
                    help="task family (default: %(default)s)")
     p.add_argument("--optimizers", default="zo-sgd,zo-signsgd,zo-adam,zo-szvrg,zo-guided-es",
@@ -38,14 +59,22 @@ def _add_common(p: argparse.ArgumentParser, *, steps: int) -> None:
     p.add_argument("--instances", type=int, default=None,
                    help="use the first N instances of the split (default: all)")
     p.add_argument("--trials", type=int, default=1, help="random trials per instance")
-    p.add_argument("--steps", type=int, default=steps, help="iterations per run")
-    p.add_argument("--q", type=int, default=20, help="query directions per estimate")
+    p.add_argument("--steps", type=int, default=None,
+                   help="iterations per run (default: the task's, 500 or 200 for attacks)")
+    p.add_argument("--q", type=int, default=None,
+                   help="query directions per estimate (default: the task's, 20 or 50)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--dim", type=int, default=None, help="binary-classification: dimension d")
     p.add_argument("--minibatch", type=int, default=None,
                    help="binary-classification: minibatch size b")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_attack_options(p)
+
+
+def _defaults(args: argparse.Namespace, task: Any) -> None:
+    args.q = task.default_q if args.q is None else args.q
+    args.steps = task.default_steps if args.steps is None else args.steps
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -55,8 +84,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     names = _optimizer_list(args.optimizers)
     tuned = read_hparams(args.hparams) if args.hparams else {}
+    task = _task(args)
+    _defaults(args, task)
     payload = evaluate(
-        _task(args), {n: tuned.get(n, {}) | {"q": args.q} for n in names}, split=args.split,
+        task, {n: tuned.get(n, {}) | {"q": args.q} for n in names}, split=args.split,
         instances=args.instances, trials=args.trials, steps=args.steps, q=args.q,
         seed=args.seed, progress=not args.quiet,
     )
@@ -75,8 +106,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from zol2l.experiments.evaluate import write_json
     from zol2l.experiments.tune import tune
 
+    task = _task(args)
+    _defaults(args, task)
     payload = tune(
-        _task(args), _optimizer_list(args.optimizers), instances=args.instances,
+        task, _optimizer_list(args.optimizers), instances=args.instances,
         trials=args.trials, steps=args.steps, q=args.q, seed=args.seed,
         progress=not args.quiet,
     )
@@ -89,6 +122,31 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_attack(args: argparse.Namespace) -> int:
+    """``zol2l attack``."""
+    from zol2l.experiments.attack import attack
+    from zol2l.experiments.evaluate import read_hparams
+
+    args.task = f"{args.dataset}-attack"
+    names = _optimizer_list(args.optimizer)
+    tuned = read_hparams(args.hparams) if args.hparams else {}
+    task = _task(args)
+    _defaults(args, task)
+    payload = attack(task, {n: tuned.get(n, {}) | {"q": args.q} for n in names}, args.out,
+                     images=args.images, trials=args.trials, steps=args.steps, q=args.q,
+                     seed=args.seed, split=args.split, progress=not args.quiet)
+    for name, block in payload["optimizers"].items():
+        iters = block["iters_to_success_mean"]
+        print(f"{name:>14}: success {block['success_rate']:.0%}, final loss "
+              f"{block['final_loss_mean']:.4g}, iterations to success "
+              f"{'-' if iters is None else f'{iters:.1f}'}")
+    print(f"wrote results.json, loss.png, examples.png, adversarial.npz to {args.out}")
+    return 0
+
+
+COMMAND_MODULES = ["zol2l.train_target"]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``zol2l``."""
     parser = argparse.ArgumentParser(
@@ -99,15 +157,33 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("evaluate", help="compare optimizers on test instances of a task")
-    _add_common(p, steps=500)
+    _add_common(p)
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--hparams", type=Path, default=None,
                    help="hyperparameter file written by `zol2l tune`")
     p.add_argument("--log", action="store_true", help="log-scale loss axis")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("attack", help="black-box adversarial attack on MNIST or CIFAR-10")
+    p.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
+    p.add_argument("--optimizer", default="zo-adam",
+                   help=f"optimizer name(s), comma-separated; available: {', '.join(available())}")
+    p.add_argument("--images", type=int, default=10, help="number of images to attack")
+    p.add_argument("--trials", type=int, default=1, help="random trials per image")
+    p.add_argument("--steps", type=int, default=None, help="iterations (default 200)")
+    p.add_argument("--q", type=int, default=None,
+                   help="query directions (default 20 MNIST, 50 CIFAR-10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", default="test", choices=("train", "test"))
+    p.add_argument("--hparams", type=Path, default=None,
+                   help="hyperparameter file written by `zol2l tune`")
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_attack_options(p)
+    p.set_defaults(func=cmd_attack)
+
     p = sub.add_parser("tune", help="tune baseline learning rates on training instances")
-    _add_common(p, steps=500)
+    _add_common(p)
     p.set_defaults(func=cmd_tune)
 
     for module in _command_modules():
@@ -116,16 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _command_modules() -> list[Any]:
+    """Modules that register their own subcommand with ``add_parser(subparsers)``."""
     import importlib
 
-    modules = []
-    for name in ("zol2l.train_target",):
-        try:
-            modules.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-    return modules
+    return [importlib.import_module(name) for name in COMMAND_MODULES]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

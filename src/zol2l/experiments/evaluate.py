@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from zol2l.loop import RunResult, run
 from zol2l.optimizers import make
-from zol2l.tasks.base import TaskFamily
+from zol2l.tasks.base import Problem, TaskFamily
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> None:
@@ -51,21 +51,23 @@ def _finite_mean(values: torch.Tensor) -> float:
 def run_optimizer(
     task: TaskFamily, name: str, hyperparameters: Mapping[str, Any], ids: Sequence[int],
     *, trials: int, steps: int, seed: int, bar: tqdm | None = None,
-) -> tuple[RunResult, Any]:
+    problem_options: Mapping[str, Any] | None = None,
+) -> tuple[RunResult, Any, Problem]:
     """Run one optimizer on all ``(instance, trial)`` pairs of ``ids`` as one batch."""
     optimizer = make(name, **dict(hyperparameters))
-    problem = task.problem(ids, trials=trials, seed=seed)
+    problem = task.problem(ids, trials=trials, seed=seed, **dict(problem_options or {}))
 
     def tick(t: int, out: Any, state: Any) -> None:
         if bar is not None:
             bar.update(1)
 
     result = run(optimizer, problem, steps, seed=seed, nonfinite="inf", callback=tick)
-    return result, optimizer
+    return result, optimizer, problem
 
 
-def summarize(result: RunResult, optimizer: Any) -> dict[str, Any]:
-    """The per-optimizer block of ``results.json``."""
+def summarize(result: RunResult, optimizer: Any, task: TaskFamily,
+              problem: Problem) -> dict[str, Any]:
+    """The per-optimizer block of ``results.json`` (task-specific fields included)."""
     loss = result.loss.double()
     final = loss[-1]
     return {
@@ -80,6 +82,7 @@ def summarize(result: RunResult, optimizer: Any) -> dict[str, Any]:
         "seconds": result.seconds,
         "seconds_per_step": result.seconds / max(result.steps, 1),
         "stop_reason": result.stop_reason,
+        **task.summary(result, problem),
     }
 
 
@@ -94,9 +97,12 @@ def evaluate(
     q: int = 20,
     seed: int = 0,
     progress: bool = True,
+    problem_options: Mapping[str, Any] | None = None,
+    keep: dict[str, tuple[RunResult, Problem]] | None = None,
 ) -> dict[str, Any]:
     """Evaluate each optimizer (name -> hyperparameters) on the first ``instances`` ids of
-    ``split``; returns the ``results.json`` payload."""
+    ``split``; returns the ``results.json`` payload.  ``keep``, if given, receives each
+    optimizer's run result and problem (for figures and saved examples)."""
     ids = task.instance_ids(split)
     if instances is not None:
         if instances < 1:
@@ -108,9 +114,12 @@ def evaluate(
               unit="step", leave=False) as bar:
         for name, hp in optimizers.items():
             bar.set_postfix_str(name)
-            result, opt = run_optimizer(task, name, {"q": q, **hp}, ids, trials=trials,
-                                        steps=steps, seed=seed, bar=bar)
-            blocks[name] = summarize(result, opt)
+            result, opt, problem = run_optimizer(
+                task, name, {"q": q, **hp}, ids, trials=trials, steps=steps, seed=seed,
+                bar=bar, problem_options=problem_options)
+            blocks[name] = summarize(result, opt, task, problem)
+            if keep is not None:
+                keep[name] = (result, problem)
     return {
         "task": task.name, "task_options": task.describe(), "split": split, "steps": steps,
         "q": q, "instances": list(ids), "trials": trials, "seed": seed,

@@ -59,7 +59,7 @@ def tune(
 
             def score(hp: dict[str, Any], name: str = name,
                       log: list[dict[str, Any]] = trials_log) -> float:
-                result, _ = run_optimizer(task, name, {"q": q, **hp}, ids, trials=trials,
+                result, _, _ = run_optimizer(task, name, {"q": q, **hp}, ids, trials=trials,
                                           steps=steps, seed=seed)
                 value = mean_final_loss(result)
                 log.append({**hp, "final_loss_mean": value})

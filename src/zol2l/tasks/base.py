@@ -73,12 +73,22 @@ class TaskFamily(ABC):
         """The instance ids of ``split`` (``"train"`` or ``"test"``)."""
 
     @abstractmethod
-    def problem(self, ids: Sequence[int], trials: int = 1, seed: int = 0) -> Problem:
-        """A batch of ``len(ids) * trials`` rows, seeded by ``seed`` and each row's trial."""
+    def problem(self, ids: Sequence[int], trials: int = 1, seed: int = 0,
+                **options: Any) -> Problem:
+        """A batch of ``len(ids) * trials`` rows, seeded by ``seed`` and each row's trial.
+        ``options`` are task-specific (e.g. ``snapshot_every`` for attacks)."""
+
+    #: defaults used by the CLI when ``--q`` / ``--steps`` are not given
+    default_q: ClassVar[int] = 20
+    default_steps: ClassVar[int] = 500
 
     def describe(self) -> dict[str, Any]:
         """JSON-serializable settings of the family."""
         return {"name": self.name}
+
+    def summary(self, result: Any, problem: Problem) -> dict[str, Any]:
+        """Task-specific fields added to an optimizer's block of ``results.json``."""
+        return {}
 
 
 def check_split(split: str) -> str:

@@ -99,7 +99,8 @@ class BinaryClassification(TaskFamily):
         theta0 = torch.randn(self.dim, generator=g, dtype=torch.float64) / self.dim**0.5
         return feats.to(self.dtype), labels.to(self.dtype), theta0.to(self.dtype)
 
-    def problem(self, ids: Sequence[int], trials: int = 1, seed: int = 0) -> BinaryProblem:
+    def problem(self, ids: Sequence[int], trials: int = 1, seed: int = 0,
+                **options: Any) -> BinaryProblem:
         if trials < 1 or not len(ids):
             raise ValueError("need at least one instance id and one trial")
         data = [self.dataset(int(i)) for i in ids]

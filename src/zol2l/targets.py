@@ -1,0 +1,196 @@
+"""Target classifiers attacked in the black-box experiments.
+
+The architectures follow Cheng et al. (2019) (the C&W-style CNNs used by Ruan et al. 2020,
+appendix A): four unpadded 3x3 conv layers with batch norm, two max-pools and three fully
+connected layers with dropout 0.5. Models take images in ``[0, 1]`` (``[N, C, H, W]``) and return
+logits ``[N, 10]``; the per-channel input normalisation is built into the model.
+
+Pretrained weights ship as ``src/zol2l/weights/{name}.safetensors`` with a ``{name}.json``
+metadata file whose ``sha256`` is checked on load (safetensors only: no pickle).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+TARGETS: tuple[str, ...] = ("mnist", "cifar10")
+METADATA_KEYS = ("sha256", "dataset", "recipe", "command", "seed", "epochs", "train_seconds",
+                 "device", "test_accuracy", "test_images")
+
+# name -> (in_channels, conv widths (c1, c2), hidden fc width, image side, mean, std)
+_SPECS: dict[str, tuple[int, tuple[int, int], int, int, tuple[float, ...], tuple[float, ...]]] = {
+    "mnist": (1, (32, 64), 200, 28, (0.1307,), (0.3081,)),
+    "cifar10": (3, (64, 128), 256, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+}
+
+
+class WeightsError(ValueError):
+    """Shipped weights are missing, corrupt or do not match their metadata."""
+
+
+def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class TargetCNN(nn.Module):
+    """conv-BN-ReLU x2, maxpool, conv-BN-ReLU x2, maxpool, fc-ReLU-dropout x2, fc -> 10 logits."""
+
+    def __init__(self, in_channels: int, widths: tuple[int, int], hidden: int, side: int,
+                 mean: tuple[float, ...], std: tuple[float, ...], num_classes: int = 10) -> None:
+        super().__init__()
+        c1, c2 = widths
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+        self.features = nn.Sequential(
+            *_conv_bn_relu(in_channels, c1), *_conv_bn_relu(c1, c1), nn.MaxPool2d(2),
+            *_conv_bn_relu(c1, c2), *_conv_bn_relu(c2, c2), nn.MaxPool2d(2), nn.Flatten())
+        out_side = ((side - 4) // 2 - 4) // 2
+        self.flat_features = c2 * out_side * out_side
+        self.classifier = nn.Sequential(
+            nn.Linear(self.flat_features, hidden), nn.ReLU(inplace=True), nn.Dropout(0.5),
+            nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(0.5),
+            nn.Linear(hidden, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features((x - self.mean) / self.std))
+
+
+def build_target(name: str) -> TargetCNN:
+    """A freshly initialised target network for ``"mnist"`` or ``"cifar10"``."""
+    if name not in _SPECS:
+        raise ValueError(f"unknown target {name!r}; expected one of {TARGETS}")
+    return TargetCNN(*_SPECS[name])
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _train_hint(name: str, path: Path) -> str:
+    return (f"train it with: zol2l train-target --dataset {name} --data-dir DATA_DIR "
+            f"--out {path}  (writes {path.name} and {path.with_suffix('.json').name})")
+
+
+def load_pretrained_target(name: str,
+                           weights_dir: str | os.PathLike[str] | None = None) -> nn.Module:
+    """Load the shipped target ``name`` in eval mode after checking the file's sha256."""
+    model = build_target(name)
+    wdir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    path, meta_path = wdir / f"{name}.safetensors", wdir / f"{name}.json"
+    if not path.is_file():
+        raise WeightsError(f"pretrained weights {path} not found; {_train_hint(name, path)}")
+    if not meta_path.is_file():
+        raise WeightsError(f"metadata {meta_path} not found (needed to verify {path.name}); "
+                           f"{_train_hint(name, path)}")
+    try:
+        meta = json.loads(meta_path.read_text())
+        expected = str(meta["sha256"]).lower()
+    except (ValueError, KeyError, TypeError) as e:
+        raise WeightsError(f"{meta_path.name}: unreadable metadata or no 'sha256' ({e})") from e
+    if meta.get("dataset", name) != name:
+        raise WeightsError(f"{meta_path.name} describes dataset {meta.get('dataset')!r}, "
+                           f"not {name!r}")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise WeightsError(f"{path.name}: sha256 mismatch (file {actual}, metadata {expected}); "
+                           "the weights file is corrupt or was replaced; "
+                           f"{_train_hint(name, path)}")
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+        model.load_state_dict(state)
+    except Exception as e:  # safetensors raises its own error types
+        raise WeightsError(f"{path.name}: cannot load weights into the {name} target ({e})") from e
+    return model.eval()
+
+
+class ExternalTarget(nn.Module):
+    """Wraps a loaded TorchScript / torch.export module; ``outputs`` records what it returns."""
+
+    def __init__(self, module: Callable[[torch.Tensor], torch.Tensor], outputs: str,
+                 source: str) -> None:
+        super().__init__()
+        self.module = module
+        self.outputs = outputs
+        self.source = source
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.module(x)
+        if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != x.shape[0]:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"target {self.source} returned {shape} for input of shape "
+                             f"{tuple(x.shape)}; expected [N, num_classes] {self.outputs}")
+        return out
+
+    def train(self, mode: bool = True) -> ExternalTarget:  # exported modules refuse .train()
+        self.training = mode
+        return self
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def load_target_file(path: str | os.PathLike[str],
+                     outputs: Literal["logits", "log_probs"] = "logits") -> nn.Module:
+    """Load an external target: a TorchScript file or a ``torch.export`` (``.pt2``) file.
+
+    The returned module maps images ``[N, C, H, W]`` in ``[0, 1]`` to ``[N, num_classes]`` scores.
+    ``outputs`` says whether the file returns logits or log-probabilities; either is returned as
+    is, because the attack applies ``log_softmax``, which leaves log-probabilities unchanged.
+    Note: loading TorchScript runs the code stored in the file; load only files you trust.
+    """
+    if outputs not in ("logits", "log_probs"):
+        raise ValueError(f"outputs must be 'logits' or 'log_probs', not {outputs!r}")
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"target file {p} not found")
+    errors = []
+    try:
+        module = torch.jit.load(str(p), map_location="cpu")
+        module.eval()
+        return ExternalTarget(module, outputs, str(p))
+    except Exception as e:
+        errors.append(f"TorchScript: {_first_line(e)}")
+    try:
+        module = torch.export.load(str(p)).module()
+        return ExternalTarget(module, outputs, str(p))
+    except Exception as e:
+        errors.append(f"torch.export: {_first_line(e)}")
+    raise ValueError(f"{p} is neither a TorchScript file (torch.jit.save) nor a torch.export file "
+                     f"(torch.export.save): " + "; ".join(errors))
+
+
+@torch.no_grad()
+def accuracy(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+             labels: torch.Tensor, batch_size: int = 1000) -> float:
+    """Top-1 accuracy (fraction in ``[0, 1]``) of ``model`` on ``images`` / ``labels``."""
+    if isinstance(model, nn.Module):
+        model.eval()
+        param = next(iter(model.parameters()), None)
+        device = param.device if param is not None else images.device
+    else:
+        device = images.device
+    if len(images) == 0:
+        raise ValueError("accuracy of an empty image set is undefined")
+    correct = 0
+    for i in range(0, len(images), batch_size):
+        logits = model(images[i:i + batch_size].to(device))
+        correct += int((logits.argmax(1).cpu() == labels[i:i + batch_size].cpu()).sum())
+    return correct / len(images)

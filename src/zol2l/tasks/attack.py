@@ -1,0 +1,254 @@
+"""Black-box adversarial attacks on image classifiers (section 4.1 and appendix A.1).
+
+Untargeted attack loss, eq. 6 of appendix A.1, with ``F`` the log-probabilities
+(``log_softmax`` of the target's output) and ``t0`` the true label:
+
+    ``f(x) = max{F_t0(x) - max_{j != t0} F_j(x), 0} + c * ||x - x0||_p``
+
+with ``p = 1`` by default (``p = 2`` selectable), ``c = 0.1`` for MNIST and ``0.25`` for
+CIFAR-10.  The optimization variable is ``w`` with ``x = (tanh(w) + 1) / 2`` (``box="tanh"``,
+``w0 = arctanh((2 x0 - 1)(1 - 1e-6))``), or the additive perturbation ``delta`` with
+``x = clip(x0 + delta, 0, 1)`` (``box="clamp"``, the authors' released code, ``delta0 = 0``).
+One call of the objective evaluates every candidate of every image in target forward passes
+of at most ``max_batch`` images.
+
+Instances: the test images the target classifies correctly, in a seeded shuffle of the test
+split; the first 100 are "train" instances (meta-training, tuning), the next 100 "test".
+Instance ids are dataset indices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from zol2l.tasks.base import Problem, TaskFamily, check_split
+from zol2l.tasks.registry import register_task
+
+Box = Literal["tanh", "clamp"]
+TANH_EPS = 1e-6
+
+
+class AttackProblem(Problem):
+    """A batch of attack problems, one row per (image, trial)."""
+
+    reports_loss = True
+
+    def __init__(self, target: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                 labels: torch.Tensor, ids: list[int], trials: list[int], *, c: float,
+                 p: int, box: Box, max_batch: int, snapshot_every: int = 0) -> None:
+        self.target, self.images, self.labels = target, images, labels
+        self.ids, self.trials = ids, trials
+        self.c, self.p, self.box, self.max_batch = float(c), int(p), box, int(max_batch)
+        self.shape = tuple(images.shape[1:])
+        flat = images.reshape(images.shape[0], -1)
+        self.flat0 = flat
+        if box == "tanh":
+            self.x0 = torch.atanh((2.0 * flat - 1.0) * (1.0 - TANH_EPS))
+        else:
+            self.x0 = torch.zeros_like(flat)
+        nrow = images.shape[0]
+        self.best_dist = torch.full((nrow,), float("inf"))
+        self.best_x = flat.clone()
+        self.best_iter = torch.full((nrow,), -1, dtype=torch.long)
+        self.snapshot_every = snapshot_every
+        self.snapshots: dict[int, torch.Tensor] = {}
+        self._seen = 0
+        self._cache: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None
+
+    # -------------------------------------------------------------- parametrization
+    def to_image(self, points: torch.Tensor) -> torch.Tensor:
+        """Map variables ``[B, n, d]`` (or ``[B, d]``) to flat images in ``[0, 1]``."""
+        if self.box == "tanh":
+            return (torch.tanh(points) + 1.0) / 2.0
+        base = self.flat0 if points.dim() == 2 else self.flat0[:, None, :]
+        return (base + points).clamp(0.0, 1.0)
+
+    def _forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities of flat images ``[N, d]`` in chunks of ``max_batch``."""
+        chunks = [F.log_softmax(self.target(part.reshape(-1, *self.shape)).float(), dim=1)
+                  for part in images.split(self.max_batch)]
+        return torch.cat(chunks)
+
+    def _terms(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(margin, distortion, predicted label)``, each ``[B, n]``."""
+        nrow, n, d = points.shape
+        images = self.to_image(points)
+        logp = self._forward(images.reshape(nrow * n, d)).reshape(nrow, n, -1)
+        labels = self.labels[:, None, None].expand(nrow, n, 1)
+        true = logp.gather(2, labels)[..., 0]
+        others = logp.scatter(2, labels, float("-inf")).amax(dim=2)
+        diff = images - self.flat0[:, None, :]
+        dist = diff.abs().sum(2) if self.p == 1 else diff.square().sum(2).sqrt()
+        return true - others, dist, logp.argmax(dim=2)
+
+    def objective(self, points: torch.Tensor) -> torch.Tensor:
+        margin, dist, _ = self._terms(points.to(self.flat0.dtype))
+        return (margin.clamp_min(0.0) + self.c * dist).to(points.dtype)
+
+    # -------------------------------------------------------------- monitoring
+    def _rows(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self._cache is None or self._cache[0] is not x:
+            with torch.no_grad():
+                margin, dist, pred = self._terms(x[:, None, :].to(self.flat0.dtype))
+            self._cache = (x, {"margin": margin[:, 0], "dist": dist[:, 0], "pred": pred[:, 0]})
+        return self._cache[1]
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        rows = self._rows(x)
+        return (rows["margin"].clamp_min(0.0) + self.c * rows["dist"]).to(x.dtype)
+
+    def metrics(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Success (prediction != true label) and prediction of each row; keeps the best
+        successful example (smallest ``p``-distortion) and periodic snapshots of row 0."""
+        rows = self._rows(x)
+        success = rows["pred"] != self.labels
+        better = success & (rows["dist"] < self.best_dist)
+        if bool(better.any()):
+            images = self.to_image(x.detach()).to(self.flat0.dtype)
+            self.best_x[better] = images[better]
+            self.best_dist[better] = rows["dist"][better]
+            self.best_iter[better] = self._seen
+        if self.snapshot_every and self._seen % self.snapshot_every == 0:
+            self.snapshots[self._seen] = self.to_image(x[:1].detach())[0].clone()
+        self._seen += 1
+        return {"success": success, "pred": rows["pred"]}
+
+
+class AttackFamily(TaskFamily):
+    """Attacks on one classifier: ``dataset`` is ``"mnist"`` or ``"cifar10"``."""
+
+    dataset: str = ""
+    default_c: float = 0.1
+    default_q = 20
+    default_steps = 200
+
+    def __init__(self, *, target: Callable[[torch.Tensor], torch.Tensor] | str | None = None,
+                 outputs: str = "logits", data_dir: str | None = None,
+                 images: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                 c: float | None = None, p: int = 1, box: Box = "tanh",
+                 max_batch: int = 1024, instance_seed: int = 0, per_split: int = 100) -> None:
+        from zol2l.targets import load_pretrained_target, load_target_file
+
+        if p not in (1, 2):
+            raise ValueError(f"p must be 1 or 2, got {p}")
+        if box not in ("tanh", "clamp"):
+            raise ValueError(f"box must be 'tanh' or 'clamp', got {box!r}")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if isinstance(target, str):
+            self.target_name = target
+            target = load_target_file(target, outputs=outputs)  # type: ignore[arg-type]
+        elif target is None:
+            self.target_name = f"pretrained:{self.dataset}"
+            target = load_pretrained_target(self.dataset)
+        else:
+            self.target_name = type(target).__name__
+        for param in getattr(target, "parameters", lambda: [])():
+            param.requires_grad_(False)
+        self.target = target
+        if images is None or labels is None:
+            from zol2l.data import load_dataset
+
+            images, labels = load_dataset(self.dataset, data_dir, "test")  # type: ignore[arg-type]
+        self.images, self.labels = images, labels
+        self.c = self.default_c if c is None else float(c)
+        self.p, self.box, self.max_batch = p, box, max_batch
+        self.instance_seed, self.per_split = instance_seed, per_split
+        self._splits: dict[str, list[int]] | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "dataset": self.dataset, "target": self.target_name,
+                "c": self.c, "p": self.p, "box": self.box, "max_batch": self.max_batch,
+                "instance_seed": self.instance_seed}
+
+    @torch.no_grad()
+    def _select(self) -> dict[str, list[int]]:
+        """Correctly classified test images in a seeded shuffle: train = first ``per_split``,
+        test = the next ``per_split`` (disjoint)."""
+        if self._splits is None:
+            gen = torch.Generator().manual_seed(self.instance_seed)
+            order = torch.randperm(len(self.labels), generator=gen)
+            chosen: list[int] = []
+            for part in order.split(256):
+                logits = self.target(self.images[part])
+                chosen += part[logits.argmax(1) == self.labels[part]].tolist()
+                if len(chosen) >= 2 * self.per_split:
+                    break
+            if len(chosen) < 2 * self.per_split:
+                raise ValueError(f"only {len(chosen)} correctly classified test images, need "
+                                 f"{2 * self.per_split}")
+            self._splits = {"train": chosen[: self.per_split],
+                            "test": chosen[self.per_split : 2 * self.per_split]}
+        return self._splits
+
+    def instance_ids(self, split: str) -> list[int]:
+        return list(self._select()[check_split(split)])
+
+    def problem(self, ids: Sequence[int], trials: int = 1, seed: int = 0,
+                snapshot_every: int = 0, **options: Any) -> AttackProblem:
+        if trials < 1 or not len(ids):
+            raise ValueError("need at least one image id and one trial")
+        rows = [int(i) for i in ids for _ in range(trials)]
+        for i in set(rows):
+            if not 0 <= i < len(self.labels):
+                raise ValueError(f"image id {i} out of range [0, {len(self.labels)})")
+        index = torch.tensor(rows)
+        return AttackProblem(self.target, self.images[index], self.labels[index], rows,
+                             [t for _ in ids for t in range(trials)], c=self.c, p=self.p,
+                             box=self.box, max_batch=self.max_batch,
+                             snapshot_every=snapshot_every)
+
+
+    def summary(self, result: Any, problem: Problem) -> dict[str, Any]:
+        """Attack metrics: success rate, iterations/queries to first success, distortions."""
+        assert isinstance(problem, AttackProblem)
+        success = result.metrics["success"]  # [T + 1, B]
+        ever = success.any(dim=0)
+        first = torch.where(ever, success.float().argmax(dim=0), torch.full_like(ever, -1,
+                            dtype=torch.long))
+        spent = torch.tensor([0, *result.queries]).cumsum(0)
+        iters = first[ever].double()
+        final = problem.to_image(result.x).to(problem.flat0.dtype) - problem.flat0
+        best = problem.best_x - problem.flat0
+
+        def norms(diff: torch.Tensor, mask: torch.Tensor) -> dict[str, float | None]:
+            sel = diff[mask].double()
+            if not len(sel):
+                return {"l1": None, "l2": None, "linf": None}
+            return {"l1": float(sel.abs().sum(1).mean()), "l2": float(sel.norm(dim=1).mean()),
+                    "linf": float(sel.abs().amax(1).mean())}
+
+        return {
+            "success_rate": float(ever.double().mean()),
+            "success_curve": success.double().mean(dim=1).tolist(),
+            "iters_to_success_mean": float(iters.mean()) if len(iters) else None,
+            "iters_to_success_median": float(iters.median()) if len(iters) else None,
+            "queries_to_success_mean": float(spent[first[ever]].double().mean())
+            if len(iters) else None,
+            "first_success_iter": first.tolist(),
+            "distortion_success": norms(best, ever),
+            "distortion_final": norms(final, torch.ones_like(ever)),
+            "best_success_iter": problem.best_iter.tolist(),
+        }
+
+
+@register_task
+class MNISTAttack(AttackFamily):
+    """Black-box attack on the MNIST target (d = 784, c = 0.1, q = 20)."""
+
+    name = "mnist-attack"
+    dataset = "mnist"
+
+
+@register_task
+class CIFAR10Attack(AttackFamily):
+    """Black-box attack on the CIFAR-10 target (d = 3072, c = 0.25, q = 50)."""
+
+    name = "cifar10-attack"
+    dataset = "cifar10"
+    default_c = 0.25
+    default_q = 50
