@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ from zol2l.cli import main
 from zol2l.data import load_dataset
 from zol2l.targets import accuracy, load_pretrained_target
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(os.environ.get("ZOL2L_DATA_DIR")
+            or Path(__file__).resolve().parents[2] / "shared" / "data")
 needs_data = pytest.mark.skipif(not (DATA / "mnist.npz").is_file(),
                                 reason="the shared MNIST data is not beside this checkout")
 

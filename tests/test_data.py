@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import torch
 
 from zol2l.data import DataFormatError, load_dataset, resolve_data_dir
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("ZOL2L_DATA_DIR")
+                   or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def _mnist_arrays(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
