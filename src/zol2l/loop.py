@@ -42,7 +42,7 @@ class RunResult:
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def _reported(problem: Problem, x: torch.Tensor, fallback: torch.Tensor | None) -> torch.Tensor:
+def _reported(problem: Problem, x: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
     value = problem.loss(x)
     return fallback if value is None else value
 
@@ -107,8 +107,10 @@ def run(
     gen = torch.Generator(device=x.device).manual_seed(int(seed))
     state = optimizer.init_state(x)
     state["t"] = 0
-    losses: list[torch.Tensor | None] = [_reported(problem, x, None)]
-    metrics: list[dict[str, torch.Tensor]] = [problem.metrics(x)]
+    # The loss and metrics of x_t are recorded AFTER step t, whose queries included f(x_t):
+    # a task can then serve them from what it just evaluated instead of evaluating again.
+    losses: list[torch.Tensor] = []
+    metrics: list[dict[str, torch.Tensor]] = []
     queries: list[int] = []
     step_seconds: list[float] = []
     stop_reason = "steps"
@@ -126,19 +128,20 @@ def run(
         except BudgetExhausted as exc:  # an optimizer that spends more than it announced
             stop_reason = str(exc)
             break
-        if losses[-1] is None:
-            losses[-1] = out.fx.detach()
+        losses.append(_reported(problem, x, out.fx.detach()))
+        metrics.append(problem.metrics(x))
         x = out.x
         queries.append(oracle.queries - before)
-        losses.append(_reported(problem, x, None))
-        metrics.append(problem.metrics(x))
         step_seconds.append(time.perf_counter() - tick)
         if callback is not None:
             callback(t, out, state)
-    if losses[-1] is None:
+    final = problem.loss(x)
+    if final is None:
         oracle.iteration = len(queries)
         problem.next_iteration(len(queries))
-        losses[-1] = oracle(x[:, None, :])[:, 0]
+        final = oracle(x[:, None, :])[:, 0]
+    losses.append(final)
+    metrics.append(problem.metrics(x))
     seconds = time.perf_counter() - start
     stacked = {k: torch.stack([m[k] for m in metrics]) for k in metrics[0]} if metrics[0] else {}
     return RunResult(

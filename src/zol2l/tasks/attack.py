@@ -86,12 +86,16 @@ class AttackProblem(Problem):
         return true - others, dist, logp.argmax(dim=2)
 
     def objective(self, points: torch.Tensor) -> torch.Tensor:
-        margin, dist, _ = self._terms(points.to(self.flat0.dtype))
+        margin, dist, pred = self._terms(points.to(self.flat0.dtype))
+        # remember each row's first point (the estimators query x_t there): the loop reports
+        # the loss and success of x_t after the step, and gets them here for free
+        self._cache = (points[:, 0].detach(), {"margin": margin[:, 0].detach(),
+                                               "dist": dist[:, 0].detach(), "pred": pred[:, 0]})
         return (margin.clamp_min(0.0) + self.c * dist).to(points.dtype)
 
     # -------------------------------------------------------------- monitoring
     def _rows(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        if self._cache is None or self._cache[0] is not x:
+        if self._cache is None or not torch.equal(self._cache[0], x):
             with torch.no_grad():
                 margin, dist, pred = self._terms(x[:, None, :].to(self.flat0.dtype))
             self._cache = (x, {"margin": margin[:, 0], "dist": dist[:, 0], "pred": pred[:, 0]})
