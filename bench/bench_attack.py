@@ -39,10 +39,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     device = torch.device(args.device)
-    task = make_task(f"{args.dataset}-attack", data_dir=args.data_dir, max_batch=args.max_batch)
-    if device.type != "cpu":
-        task.target.to(device)
-        task.images, task.labels = task.images.to(device), task.labels.to(device)
+    task = make_task(f"{args.dataset}-attack", data_dir=args.data_dir, max_batch=args.max_batch,
+                     device=device)
     q = task.default_q
     ids = task.instance_ids("test")[: args.images]
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

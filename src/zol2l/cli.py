@@ -29,7 +29,8 @@ def _task(args: argparse.Namespace) -> Any:
                 options[key] = getattr(args, flag)
     else:
         options = {"target": args.target, "outputs": args.outputs, "data_dir": args.data_dir,
-                   "c": args.c, "p": args.p, "box": args.box, "max_batch": args.max_batch}
+                   "c": args.c, "p": args.p, "box": args.box, "max_batch": args.max_batch,
+                   "device": args.device}
     return make_task(args.task, **options)
 
 
@@ -49,6 +50,8 @@ def _add_attack_options(p: argparse.ArgumentParser) -> None:
                    help="x = (tanh(w) + 1) / 2, or x = clip(x0 + delta, 0, 1)")
     p.add_argument("--max-batch", type=int, default=1024,
                    help="images per target forward pass (memory cap)")
+    p.add_argument("--device", default="cpu",
+                   help="torch device of the target and the attack (e.g. cuda)")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:

@@ -48,12 +48,12 @@ def save_examples(kept: Mapping[str, tuple[RunResult, AttackProblem]], path: Pat
     """Best successful adversarial example per row (``NaN`` rows never succeeded)."""
     arrays: dict[str, np.ndarray] = {}
     for name, (_, problem) in kept.items():
-        best = problem.best_x.reshape(-1, *problem.shape).numpy().copy()
-        best[problem.best_iter.numpy() < 0] = np.nan
+        best = problem.best_x.reshape(-1, *problem.shape).cpu().numpy().copy()
+        best[problem.best_iter.cpu().numpy() < 0] = np.nan
         arrays[f"{name}/adversarial"] = best.astype(np.float32)
-        arrays[f"{name}/best_iter"] = problem.best_iter.numpy()
+        arrays[f"{name}/best_iter"] = problem.best_iter.cpu().numpy()
         arrays[f"{name}/ids"] = np.asarray(problem.ids)
-        arrays[f"{name}/labels"] = problem.labels.numpy()
+        arrays[f"{name}/labels"] = problem.labels.cpu().numpy()
     np.savez_compressed(path, **arrays)
 
 
@@ -69,10 +69,10 @@ def plot_examples(task: AttackFamily, kept: Mapping[str, tuple[RunResult, Attack
         original = problem.flat0[0]
         shots = [original] + [problem.snapshots[t] for t in iters]
         with torch.no_grad():
-            preds = task.target(torch.stack(shots).reshape(-1, *problem.shape)).argmax(1)
+            preds = task.target(torch.stack(shots).reshape(-1, *problem.shape)).argmax(1).cpu()
         for c, (img, pred) in enumerate(zip(shots, preds.tolist(), strict=True)):
             ax = axes[r, c]
-            pic = img.reshape(problem.shape).permute(1, 2, 0).numpy()
+            pic = img.reshape(problem.shape).permute(1, 2, 0).cpu().numpy()
             ax.imshow(pic.squeeze(-1) if pic.shape[-1] == 1 else pic, cmap="gray",
                       vmin=0.0, vmax=1.0)
             ax.set_xticks([])

@@ -123,7 +123,7 @@ def evaluate(
     return {
         "task": task.name, "task_options": task.describe(), "split": split, "steps": steps,
         "q": q, "instances": list(ids), "trials": trials, "seed": seed,
-        "device": str(torch.device("cpu")), "seconds": time.perf_counter() - start,
+        "device": task.describe().get("device", "cpu"), "seconds": time.perf_counter() - start,
         "optimizers": blocks,
     }
 

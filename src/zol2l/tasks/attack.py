@@ -50,10 +50,10 @@ class AttackProblem(Problem):
             self.x0 = torch.atanh((2.0 * flat - 1.0) * (1.0 - TANH_EPS))
         else:
             self.x0 = torch.zeros_like(flat)
-        nrow = images.shape[0]
-        self.best_dist = torch.full((nrow,), float("inf"))
+        nrow, dev = images.shape[0], images.device
+        self.best_dist = torch.full((nrow,), float("inf"), device=dev)
         self.best_x = flat.clone()
-        self.best_iter = torch.full((nrow,), -1, dtype=torch.long)
+        self.best_iter = torch.full((nrow,), -1, dtype=torch.long, device=dev)
         self.snapshot_every = snapshot_every
         self.snapshots: dict[int, torch.Tensor] = {}
         self._seen = 0
@@ -134,7 +134,8 @@ class AttackFamily(TaskFamily):
                  outputs: str = "logits", data_dir: str | None = None,
                  images: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                  c: float | None = None, p: int = 1, box: Box = "tanh",
-                 max_batch: int = 1024, instance_seed: int = 0, per_split: int = 100) -> None:
+                 max_batch: int = 1024, instance_seed: int = 0, per_split: int = 100,
+                 device: str | torch.device = "cpu") -> None:
         from zol2l.targets import load_pretrained_target, load_target_file
 
         if p not in (1, 2):
@@ -153,12 +154,15 @@ class AttackFamily(TaskFamily):
             self.target_name = type(target).__name__
         for param in getattr(target, "parameters", lambda: [])():
             param.requires_grad_(False)
+        self.device = torch.device(device)
+        if isinstance(target, torch.nn.Module):
+            target = target.to(self.device)
         self.target = target
         if images is None or labels is None:
             from zol2l.data import load_dataset
 
             images, labels = load_dataset(self.dataset, data_dir, "test")  # type: ignore[arg-type]
-        self.images, self.labels = images, labels
+        self.images, self.labels = images.to(self.device), labels.to(self.device)
         self.c = self.default_c if c is None else float(c)
         self.p, self.box, self.max_batch = p, box, max_batch
         self.instance_seed, self.per_split = instance_seed, per_split
@@ -167,7 +171,7 @@ class AttackFamily(TaskFamily):
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "dataset": self.dataset, "target": self.target_name,
                 "c": self.c, "p": self.p, "box": self.box, "max_batch": self.max_batch,
-                "instance_seed": self.instance_seed}
+                "instance_seed": self.instance_seed, "device": str(self.device)}
 
     @torch.no_grad()
     def _select(self) -> dict[str, list[int]]:
@@ -178,6 +182,7 @@ class AttackFamily(TaskFamily):
             order = torch.randperm(len(self.labels), generator=gen)
             chosen: list[int] = []
             for part in order.split(256):
+                part = part.to(self.device)
                 logits = self.target(self.images[part])
                 chosen += part[logits.argmax(1) == self.labels[part]].tolist()
                 if len(chosen) >= 2 * self.per_split:
@@ -200,7 +205,7 @@ class AttackFamily(TaskFamily):
         for i in set(rows):
             if not 0 <= i < len(self.labels):
                 raise ValueError(f"image id {i} out of range [0, {len(self.labels)})")
-        index = torch.tensor(rows)
+        index = torch.tensor(rows, device=self.device)
         return AttackProblem(self.target, self.images[index], self.labels[index], rows,
                              [t for _ in ids for t in range(trials)], c=self.c, p=self.p,
                              box=self.box, max_batch=self.max_batch,
@@ -210,14 +215,14 @@ class AttackFamily(TaskFamily):
     def summary(self, result: Any, problem: Problem) -> dict[str, Any]:
         """Attack metrics: success rate, iterations/queries to first success, distortions."""
         assert isinstance(problem, AttackProblem)
-        success = result.metrics["success"]  # [T + 1, B]
+        success = result.metrics["success"].cpu()  # [T + 1, B]
         ever = success.any(dim=0)
         first = torch.where(ever, success.float().argmax(dim=0), torch.full_like(ever, -1,
                             dtype=torch.long))
         spent = torch.tensor([0, *result.queries]).cumsum(0)
         iters = first[ever].double()
-        final = problem.to_image(result.x).to(problem.flat0.dtype) - problem.flat0
-        best = problem.best_x - problem.flat0
+        final = (problem.to_image(result.x).to(problem.flat0.dtype) - problem.flat0).cpu()
+        best = (problem.best_x - problem.flat0).cpu()
 
         def norms(diff: torch.Tensor, mask: torch.Tensor) -> dict[str, float | None]:
             sel = diff[mask].double()
@@ -236,7 +241,7 @@ class AttackFamily(TaskFamily):
             "first_success_iter": first.tolist(),
             "distortion_success": norms(best, ever),
             "distortion_final": norms(final, torch.ones_like(ever)),
-            "best_success_iter": problem.best_iter.tolist(),
+            "best_success_iter": problem.best_iter.cpu().tolist(),
         }
 
 
