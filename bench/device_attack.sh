@@ -15,19 +15,19 @@ stage() { local limit=$1; shift; local t0=$SECONDS; echo "== $*"; timeout "$limi
   echo "== exit $? after $((SECONDS - t0)) s"; }
 {
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-stage 90 $Z attack --dataset mnist --optimizer zo-adam,zo-guided-es --images 2 --steps 3 \
+stage 60 $Z attack --dataset mnist --optimizer zo-adam,zo-guided-es --images 2 --steps 3 \
   --device cuda --out "$R/smoke" --quiet
 stage 60 python3 bench/bench_attack.py --dataset mnist --images 100 --steps 200 --device cuda \
   --out "$R/attack_mnist_cuda.json"
-stage 60 python3 bench/bench_attack.py --dataset cifar10 --images 10 --steps 200 --device cuda \
+stage 45 python3 bench/bench_attack.py --dataset cifar10 --images 10 --steps 200 --device cuda \
   --out "$R/attack_cifar10_cuda.json"
-stage 150 $Z tune --task mnist-attack --optimizers $ALL --instances 50 --device cuda \
+stage 130 $Z tune --task mnist-attack --optimizers $ALL --instances 50 --device cuda \
   --out "$R/tune-mnist" --quiet
-stage 60 $Z evaluate --task mnist-attack --optimizers $ALL --instances 100 --trials 10 \
+stage 45 $Z evaluate --task mnist-attack --optimizers $ALL --instances 100 --trials 10 \
   --hparams "$R/tune-mnist/hparams.json" --device cuda --out "$R/eval-mnist" --quiet
-stage 100 $Z tune --task cifar10-attack --optimizers zo-sgd,zo-signsgd,zo-adam --instances 20 \
+stage 80 $Z tune --task cifar10-attack --optimizers zo-sgd,zo-signsgd,zo-adam --instances 20 \
   --device cuda --out "$R/tune-cifar10" --quiet
-stage 60 $Z evaluate --task cifar10-attack --optimizers zo-sgd,zo-signsgd,zo-adam \
+stage 45 $Z evaluate --task cifar10-attack --optimizers zo-sgd,zo-signsgd,zo-adam \
   --instances 100 --trials 2 --hparams "$R/tune-cifar10/hparams.json" --device cuda \
   --out "$R/eval-cifar10" --quiet
 } 2>&1 | tee "$R/device_attack.log"
