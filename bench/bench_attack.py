@@ -8,7 +8,9 @@ Runs zo-adam (q = 20 for MNIST, 50 for CIFAR-10) on the first ``--images`` test 
 ``--steps`` steps through the normal harness, then times bare forward passes of the target on
 the same number of images, in the same chunks (``--max-batch``), on a sample of
 ``--forward-steps`` steps' worth of batches and scales it to all steps.  Reports
-``ratio = attack seconds / bare forward seconds`` and the peak resident memory of this
+``ratio = attack seconds / bare forward seconds``, ``ratio_inline = attack seconds / seconds
+spent inside the target's calls during the attack`` (robust to other load on the machine,
+which skews the separately timed forwards), and the peak resident memory of this
 process (run each configuration in its own process to get its own peak).  Writes JSON.
 """
 
@@ -43,6 +45,18 @@ def main() -> None:
                      device=device)
     q = task.default_q
     ids = task.instance_ids("test")[: args.images]
+    inner = task.target
+    inside = [0.0]
+
+    def timed_target(images: torch.Tensor) -> torch.Tensor:
+        tick = time.perf_counter()
+        out = inner(images)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        inside[0] += time.perf_counter() - tick
+        return out
+
+    task.target = timed_target
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
     result, _, problem = run_optimizer(task, "zo-adam", {"q": q}, ids, trials=1,
@@ -52,6 +66,7 @@ def main() -> None:
     attack_seconds = time.perf_counter() - start
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+    task.target = inner
     # bare forward passes: one step's candidate images, chunked like the oracle does
     per_step = len(ids) * (q + 1)
     batch = problem.to_image(problem.x0[:, None, :].expand(-1, q + 1, -1)).reshape(per_step, -1)
@@ -73,6 +88,8 @@ def main() -> None:
         (platform.processor() or platform.machine()), "threads": torch.get_num_threads(),
         "attack_seconds": attack_seconds, "bare_forward_seconds": forward_seconds,
         "ratio": attack_seconds / forward_seconds,
+        "seconds_inside_target_calls": inside[0],
+        "ratio_inline": attack_seconds / inside[0],
         "images_per_second": per_step * args.steps / attack_seconds,
         "peak_rss_mib": peak_rss, "rss_before_attack_mib": rss_before,
         "success_rate": task.summary(result, problem)["success_rate"],
