@@ -15,6 +15,14 @@ from zol2l.optimizers import available, make
 # quadratic of conftest (d = 10, eigenvalues in [1, 4]) within CONVERGENCE_STEPS steps.
 CONVERGENCE_STEPS = 400
 SETTINGS = {"zo-signsgd": {"lr": 0.01}}
+# The learned optimizers run with the shipped ZO-LSTM meta-trained on the `quadratic` task
+# family (src/zol2l/pretrained/quadratic-*.json records the command): an untrained LSTM
+# cannot be expected to converge, and conftest's quadratic is not one of that family's
+# instances.  tests/test_meta.py checks that meta-training itself produces such optimizers.
+_QUADRATIC_ZO_LSTM = {"checkpoint": "pretrained:quadratic"}
+SETTINGS |= {name: _QUADRATIC_ZO_LSTM for name in
+             ("zo-lstm", "zo-lstm-no-query", "zo-lstm-guided-es")}
+SETTINGS["zo-lstm-no-update"] = {"lr": 0.05, **_QUADRATIC_ZO_LSTM}
 DEFAULT = {"lr": 0.05}
 
 

@@ -147,7 +147,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND_MODULES = ["zol2l.train_target"]
+COMMAND_MODULES = ["zol2l.train_target", "zol2l.meta.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,6 @@ metadata file whose ``sha256`` is checked on load (safetensors only: no pickle).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -20,6 +19,8 @@ from typing import Literal
 
 import torch
 from torch import nn
+
+from zol2l.fileio import sha256_file
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 TARGETS: tuple[str, ...] = ("mnist", "cifar10")
@@ -69,15 +70,6 @@ def build_target(name: str) -> TargetCNN:
     if name not in _SPECS:
         raise ValueError(f"unknown target {name!r}; expected one of {TARGETS}")
     return TargetCNN(*_SPECS[name])
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _train_hint(name: str, path: Path) -> str:

@@ -16,7 +16,6 @@ epoch, RNG states as tensors) is written atomically after every epoch next to ``
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -30,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from zol2l.data import DATASETS, load_dataset_uint8
+from zol2l.fileio import atomic_write, sha256_file
 from zol2l.targets import build_target
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -103,23 +103,6 @@ def load_safetensors(path: Path) -> dict[str, torch.Tensor]:
                                     dtype=dt[v["dtype"]]).reshape(v["shape"])
                 for k, v in header.items()}
     return load_file(str(path))
-
-
-def _atomic(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # some writers create 0600 temporaries
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @torch.no_grad()
@@ -283,7 +266,7 @@ def train_target(dataset: str, data_dir: str | os.PathLike[str] | None,
               "rng_cpu": torch.get_rng_state(), "rng_shuffle": gen.get_state(),
               "rng_cuda": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
               "train_seconds": elapsed, "history": history}
-        _atomic(ckpt_path, lambda p, ck=ck: torch.save(ck, p))
+        atomic_write(ckpt_path, lambda p, ck=ck: torch.save(ck, p))
     if bar is not None:
         bar.close()
     if stop < epochs:
@@ -291,12 +274,12 @@ def train_target(dataset: str, data_dir: str | os.PathLike[str] | None,
 
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     # one metadata key only: safetensors orders several keys randomly, changing the sha256
-    _atomic(out, lambda p: save_safetensors(state, p, {"format": "pt"}))
+    atomic_write(out, lambda p: save_safetensors(state, p, {"format": "pt"}))
     final = build_target(dataset)  # evaluate what was written, in float32 on the CPU (no TF32)
     final.load_state_dict(load_safetensors(out))
     test_acc = _evaluate(final, x_test.cpu(), y_test.cpu(), channels_last=False)
     meta: dict[str, Any] = {
-        "sha256": _sha256(out), "dataset": dataset, "recipe": recipe,
+        "sha256": sha256_file(out), "dataset": dataset, "recipe": recipe,
         "command": command if command is not None else shlex.join(sys.argv), "seed": seed,
         "epochs": epochs, "train_seconds": round(elapsed, 2), "device": _device_name(dev),
         "test_accuracy": test_acc, "test_images": len(x_test),
@@ -304,7 +287,7 @@ def train_target(dataset: str, data_dir: str | os.PathLike[str] | None,
         "history": history}
     if extra_metadata:
         meta.update(extra_metadata)
-    _atomic(meta_path, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    atomic_write(meta_path, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
     if not keep_checkpoint and ckpt_path.exists():
         ckpt_path.unlink()
     log(f"{dataset}: test accuracy {test_acc:.4f} on {len(x_test)} images; wrote {out} and "

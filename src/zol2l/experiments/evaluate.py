@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from zol2l.fileio import write_json_atomic
 from zol2l.loop import RunResult, run
 from zol2l.optimizers import make
 from zol2l.tasks.base import Problem, TaskFamily
@@ -35,13 +35,7 @@ from zol2l.tasks.base import Problem, TaskFamily
 
 def write_json(path: str | os.PathLike, payload: Any) -> None:
     """Write JSON atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(payload, fh, indent=1, allow_nan=True)
-        fh.write("\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, payload)
 
 
 def _finite_mean(values: torch.Tensor) -> float:

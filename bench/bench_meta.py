@@ -1,0 +1,190 @@
+"""Meta-training benchmarks and the measurements behind ZO-LSTM's design choices.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python bench/bench_meta.py timing   # -> bench/results/meta.json
+    OMP_NUM_THREADS=1 python bench/bench_meta.py compare  # -> bench/results/meta_compare.json
+    OMP_NUM_THREADS=1 python bench/bench_meta.py decisions  # -> meta_decisions.json (~10 min)
+
+``timing``: seconds per meta-iteration (one truncation of ``unroll`` steps: forward, backward,
+Adam) of each stage on binary classification (d = 100, q = 20, 8 instances per run), seconds
+per run, peak RSS, and the learned optimizers' per-step overhead against a step's time
+(``zo-lstm`` vs ``zo-sgd``, evaluation mode, no graph).
+
+``compare``: short stage-1 meta-trainings with each input preprocessing (``scale``,
+``none`` = the authors' raw inputs, ``logsign``) and each meta-loss (``eq4``,
+``telescoping``) on binary classification and on quadratics; reports the validation loss
+(eq. 4-weighted, held-out training instances) before and after, and the seconds.
+``decisions``: the truncation length / Adam learning rate / preprocessing-seed study on
+binary classification behind the shipped optimizer's settings (3 epochs x 10 runs each).
+Run it single-threaded: with two processes on two cores, OpenMP oversubscription slowed
+small-op runs down up to 70x in our measurements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zol2l.loop import run
+from zol2l.meta import MetaConfig, MetaTrainer
+from zol2l.optimizers import make
+from zol2l.tasks import make_task
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _trainer(out: Path, **kw: Any) -> MetaTrainer:
+    return MetaTrainer(MetaConfig(out=str(out), **kw), progress=False)
+
+
+def time_stage(tmp: Path, stage: str, init: str | None, runs: int) -> dict[str, Any]:
+    """Time ``runs`` meta-training runs of one stage on binary classification."""
+    trainer = _trainer(tmp / stage, task="binary-classification", stage=stage, init=init,
+                       epochs=1, runs_per_epoch=runs, val_every=1000)
+    tick = time.perf_counter()
+    trainer.fit()
+    seconds = time.perf_counter() - tick
+    rows = [r for r in trainer.log if "meta_loss" in r]
+    per_run = [b["elapsed_s"] - a.get("elapsed_s", 0.0) for a, b in zip(rows, rows[1:],
+                                                                          strict=False)]
+    per_run.sort()
+    median = per_run[len(per_run) // 2] if per_run else seconds / runs
+    per_iter = median / (trainer.cfg.steps // trainer.cfg.unroll)
+    return {"runs": runs, "seconds_total_incl_validation": seconds,
+            "seconds_per_run_median": median, "seconds_per_meta_iteration": per_iter,
+            "meta_iterations_per_run": trainer.cfg.steps // trainer.cfg.unroll,
+            "checkpoint": str(trainer.files.best_path)}
+
+
+def step_overhead(checkpoint: str) -> dict[str, Any]:
+    """Per-step time of the learned optimizers vs ZO-SGD on binary classification."""
+    task = make_task("binary-classification")
+    ids = task.instance_ids("test")
+    out: dict[str, Any] = {}
+    for name, hp in (("zo-sgd", {}), ("zo-lstm", {"checkpoint": checkpoint}),
+                     ("zo-lstm-no-query", {"checkpoint": checkpoint.replace("query", "update")})):
+        samples = []
+        for rep in range(3):
+            problem = task.problem(ids, seed=rep)
+            res = run(make(name, q=20, **hp), problem, 100, seed=rep)
+            samples.append(1e3 * sum(res.step_seconds) / res.steps)
+        samples.sort()
+        out[name] = {"step_ms": samples[1], "min_ms": samples[0], "max_ms": samples[2]}
+    base = out["zo-sgd"]["step_ms"]
+    for name in ("zo-lstm", "zo-lstm-no-query"):
+        out[name]["overhead_ms_vs_zo_sgd"] = out[name]["step_ms"] - base
+        out[name]["relative_to_zo_sgd_step"] = out[name]["step_ms"] / base
+    return {"task": "binary-classification (10 test instances, d=100, q=20, b=64)",
+            "results": out}
+
+
+def timing(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        stage1 = time_stage(Path(tmp), "update", None, args.runs)
+        stage2 = time_stage(Path(tmp), "query", stage1["checkpoint"], args.runs)
+        overhead = step_overhead(stage2["checkpoint"])
+    for block in (stage1, stage2):
+        block.pop("checkpoint")
+    return {"task": "binary-classification", "batch": 8, "steps": 200, "unroll": 20, "q": 20,
+            "stages": {"update": stage1, "query": stage2},
+            "peak_rss_mb": _rss_mb(), "step_overhead": overhead}
+
+
+def compare(args: argparse.Namespace) -> dict[str, Any]:
+    settings = {
+        "binary-classification": {"epochs": args.epochs, "runs_per_epoch": 10},
+        "quadratic": {"epochs": args.epochs, "runs_per_epoch": 10, "steps": 100},
+    }
+    table: dict[str, Any] = {}
+    for task, kw in settings.items():
+        for preprocess in ("scale", "none", "logsign"):
+            for meta_loss in ("eq4", "telescoping"):
+                if meta_loss == "telescoping" and preprocess != "scale":
+                    continue
+                with tempfile.TemporaryDirectory() as tmp:
+                    trainer = _trainer(Path(tmp), task=task, stage="update",
+                                       preprocess=preprocess, meta_loss=meta_loss,
+                                       seed=args.seed, **kw)
+                    tick = time.perf_counter()
+                    summary = trainer.fit()
+                vals = [r["val_loss"] for r in trainer.log if "val_loss" in r]
+                finals = [r["val_final_loss"] for r in trainer.log if "val_final_loss" in r]
+                key = f"{task}/{preprocess}/{meta_loss}"
+                table[key] = {"val_loss_initial": vals[0], "val_loss_per_epoch": vals[1:],
+                              "val_loss_best": summary["best_validation_loss"],
+                              "val_final_loss_per_epoch": finals[1:],
+                              "seconds": time.perf_counter() - tick}
+                print(f"{key:>44}: val {vals[0]:.4g} -> best {summary['best_validation_loss']:.4g}"
+                      f" (final-step loss {finals[-1]:.4g})", file=sys.stderr)
+    return {"stage": "update", "epochs": args.epochs, "runs_per_epoch": 10, "batch": 8,
+            "seed": args.seed, "results": table}
+
+
+DECISIONS: dict[str, dict[str, Any]] = {
+    "s200/u20/lr1e-3 (paper)": {"unroll": 20, "lr": 1e-3},
+    "s200/u20/lr1e-2": {"unroll": 20, "lr": 1e-2},
+    "s200/u50/lr1e-2": {"unroll": 50, "lr": 1e-2},
+    "s200/u100/lr3e-3": {"unroll": 100, "lr": 3e-3},
+    "s200/u200/lr3e-3 (full BPTT)": {"unroll": 200, "lr": 3e-3},
+    "s200/u200/lr3e-3/telescoping": {"unroll": 200, "lr": 3e-3, "meta_loss": "telescoping"},
+    "s200/u100/lr3e-3/none": {"unroll": 100, "lr": 3e-3, "preprocess": "none"},
+    "s200/u100/lr3e-3/seed1": {"unroll": 100, "lr": 3e-3, "seed": 1},
+    "s200/u100/lr3e-3/none/seed1": {"unroll": 100, "lr": 3e-3, "preprocess": "none",
+                                    "seed": 1},
+    "s500/u100/lr1e-3": {"steps": 500, "unroll": 100, "lr": 1e-3},
+    "s500/u250/lr1e-3": {"steps": 500, "unroll": 250, "lr": 1e-3},
+}
+
+
+def decisions(args: argparse.Namespace) -> dict[str, Any]:
+    table: dict[str, Any] = {}
+    for key, kw in DECISIONS.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer = _trainer(Path(tmp), task="binary-classification", stage="update",
+                               epochs=3, runs_per_epoch=10, **kw)
+            tick = time.perf_counter()
+            trainer.fit()
+        table[key] = {
+            "val_loss_per_epoch": [r["val_loss"] for r in trainer.log if "val_loss" in r],
+            "val_final_loss_per_epoch": [r["val_final_loss"] for r in trainer.log
+                                         if "val_final_loss" in r],
+            "seconds": time.perf_counter() - tick}
+        print(f"{key:>36}: {table[key]['val_loss_per_epoch']}", file=sys.stderr)
+    return {"stage": "update", "epochs": 3, "runs_per_epoch": 10, "batch": 8,
+            "note": "index 0 of each list: before training", "results": table}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=("timing", "compare", "decisions"))
+    parser.add_argument("--runs", type=int, default=10, help="timing: runs per stage")
+    parser.add_argument("--epochs", type=int, default=5, help="compare: epochs per variant")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    payload = {"timing": timing, "compare": compare, "decisions": decisions}[args.mode](args)
+    payload.update({"machine": platform.machine(), "threads": torch.get_num_threads(),
+                    "torch": torch.__version__})
+    out = args.out or RESULTS / {"timing": "meta.json", "compare": "meta_compare.json",
+                                 "decisions": "meta_decisions.json"}[args.mode]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""The coordinatewise LSTMs of ZO-LSTM (Ruan et al., 2020, section 3.1 and Fig. 1).
+
+* :class:`UpdateRNN` (eq. 2): input the ZO gradient estimate of eq. 1, output the update
+  ``Delta theta_t`` that is *added* to the iterate, ``theta_{t+1} = theta_t + alpha * out``
+  (``alpha`` is the update scale of section 4.3, 1 when the optimizer runs on the task it
+  was trained on).
+* :class:`QueryRNN` (eq. 3): input ``[previous estimate, previous update]``, output ``o``
+  giving the per-coordinate standard deviation ``std = 1 + o`` of the query directions,
+  i.e. ``Sigma_t = diag(std^2)``.  :func:`mix_and_normalize` applies the test-time mixture
+  ``Sigma'_t = X Sigma_t + (1 - X) I`` with ``X ~ Bernoulli(P)`` and rescales ``std`` so that
+  ``||std|| = ||ones(d)|| = sqrt(d)`` (the norm of the standard Gaussian's).
+
+Both are a 1-layer :class:`torch.nn.LSTMCell` with 10 hidden units and a linear head, the
+weights shared by all coordinates and a hidden state kept per coordinate.  Batching: the
+inputs ``[B, d, k]`` of ``B`` problems are flattened to ``[B * d, features]`` rows of ONE
+``LSTMCell`` call -- no Python loop over coordinates or problems.  As in the authors' code the
+LSTM and the head have no biases and the head's initial weights are multiplied by 0.1
+(``head_init``), so an untrained UpdateRNN makes small updates and an untrained QueryRNN
+predicts ``std ~= 1`` (standard Gaussian sampling).
+
+Input preprocessing (``RNNConfig.preprocess``), decided by measurement (stage-1
+meta-trainings, validation loss = eq. 4-weighted mean loss on held-out training instances;
+``bench/results/meta_compare.json`` and ``meta_decisions.json``, ``bench/bench_meta.py``):
+
+* ``"scale"`` (default): the raw input times a fixed ``input_scale`` stored with the
+  weights; the meta-trainer measures ``1 / median |input|`` on training instances (binary
+  classification: estimates ~5e-2, scale ~19).  Algebraically this is the raw-input LSTM
+  with its input weights rescaled, but it starts meta-training with O(1) pre-activations
+  whatever the task's gradient scale: on binary classification (200-step runs, 100-step
+  truncations) it reached validation loss 0.065-0.066 after 1 epoch on both seeds tried,
+  where raw inputs needed 3 epochs to get there (same end point, 0.064-0.066).  The map stays
+  linear-ish for small inputs, so near an optimum the update shrinks with the estimate.
+* ``"none"``: the authors' raw inputs.  Estimates of ~5e-2 leave the bias-free LSTM in its
+  linear regime with ~1e-4 initial outputs; Adam must first grow the weights (the 3x slower
+  start above).  Attack-scale gradients would instead saturate it.
+* ``"logsign"``: Andrychowicz et al. (2016): ``(log|x| / p, sign x)`` if ``|x| >= e^-p``
+  else ``(-1, e^p x)``, ``p = 10``.  Scale-free, but the update's magnitude must come from
+  ``log|x| / p``: measured clearly worse, binary 0.095 vs 0.072 (scale) and quadratics
+  0.29 vs 0.085, where it plateaus at a noise floor (final loss 3e-2 vs 2e-9).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+Hidden = tuple[torch.Tensor, torch.Tensor]
+PREPROCESS = ("scale", "logsign", "none")
+
+
+@dataclass(frozen=True)
+class RNNConfig:
+    """Architecture and preprocessing of a coordinatewise LSTM (stored with its weights).
+
+    Attributes:
+        hidden: hidden units of the LSTM (10 in the paper).
+        preprocess: ``"scale"``, ``"logsign"`` or ``"none"`` (see the module docstring).
+        input_scale: multiplies the raw inputs for ``"scale"``: one factor per input (the
+            QueryRNN has two: estimate and update) or one for all.
+        logsign_p: ``p`` of the log/sign preprocessing.
+        head_init: factor applied to the head's initial weights (0.1 as the authors).
+    """
+
+    hidden: int = 10
+    preprocess: str = "scale"
+    input_scale: tuple[float, ...] = (1.0,)
+    logsign_p: float = 10.0
+    head_init: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.preprocess not in PREPROCESS:
+            raise ValueError(f"preprocess must be one of {PREPROCESS}, got {self.preprocess!r}")
+        if int(self.hidden) < 1:
+            raise ValueError(f"hidden must be >= 1, got {self.hidden}")
+        scales = self.input_scale
+        if isinstance(scales, int | float):
+            scales = (scales,)
+        object.__setattr__(self, "input_scale", tuple(float(s) for s in scales))
+        if not self.input_scale or not all(math.isfinite(s) and s > 0 for s in self.input_scale):
+            raise ValueError(f"input_scale must be positive and finite, got {self.input_scale}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serializable form."""
+        return {**asdict(self), "input_scale": list(self.input_scale)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RNNConfig:
+        """Inverse of :meth:`to_dict` (unknown keys are an error)."""
+        return cls(**data)
+
+
+def preprocess(inputs: torch.Tensor, config: RNNConfig) -> torch.Tensor:
+    """Map raw inputs ``[N, k]`` to LSTM features ``[N, k]`` or ``[N, 2k]`` (logsign)."""
+    if config.preprocess == "none":
+        return inputs
+    if config.preprocess == "scale":
+        scale = config.input_scale
+        return inputs * (scale[0] if len(scale) == 1 else inputs.new_tensor(scale))
+    p = config.logsign_p
+    big = inputs.abs() >= math.exp(-p)
+    log_part = torch.where(big, inputs.abs().clamp_min(math.exp(-p)).log() / p, -1.0)
+    sign_part = torch.where(big, torch.sign(inputs), math.exp(p) * inputs)
+    return torch.cat([log_part, sign_part], dim=1)
+
+
+class CoordinateLSTM(nn.Module):
+    """A coordinatewise LSTM + linear head, batched over ``B * d`` rows.
+
+    Args:
+        config: architecture (default :class:`RNNConfig`).
+        seed: seeds the initial weights (independent of the global torch RNG).
+    """
+
+    n_inputs: ClassVar[int] = 1
+    kind: ClassVar[str] = ""
+
+    def __init__(self, config: RNNConfig | None = None, *, seed: int = 0) -> None:
+        super().__init__()
+        self.config = config or RNNConfig()
+        if len(self.config.input_scale) not in (1, self.n_inputs):
+            raise ValueError(f"{type(self).__name__} has {self.n_inputs} inputs, got "
+                             f"{len(self.config.input_scale)} input scales")
+        features = self.n_inputs * (2 if self.config.preprocess == "logsign" else 1)
+        self.cell = nn.LSTMCell(features, self.config.hidden, bias=False)
+        self.head = nn.Linear(self.config.hidden, 1, bias=False)
+        self.reset_parameters(seed)
+
+    def reset_parameters(self, seed: int = 0) -> None:
+        """PyTorch's default ``U(-1/sqrt(H), 1/sqrt(H))`` init, seeded; head times ``head_init``."""
+        gen = torch.Generator().manual_seed(int(seed))
+        bound = 1.0 / math.sqrt(self.config.hidden)
+        with torch.no_grad():
+            for param in self.cell.parameters():
+                param.uniform_(-bound, bound, generator=gen)
+            self.head.weight.uniform_(-bound, bound, generator=gen)
+            self.head.weight.mul_(self.config.head_init)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The parameters' dtype (float32 unless converted)."""
+        return self.head.weight.dtype
+
+    def init_hidden(self, rows: int, dim: int, device: torch.device | str = "cpu") -> Hidden:
+        """Zero ``(h, c)`` for ``rows`` problems of dimension ``dim`` (``[rows * dim, H]``)."""
+        shape = (rows * dim, self.config.hidden)
+        zeros = torch.zeros(shape, dtype=self.dtype, device=device)
+        return zeros, zeros.clone()
+
+    def run_cell(self, inputs: torch.Tensor, hidden: Hidden | None) -> tuple[torch.Tensor, Hidden]:
+        """``inputs[B, d, k]`` -> ``(out[B, d], (h, c))`` in one ``LSTMCell`` call.
+
+        The output has the dtype of ``inputs``; the LSTM runs in its parameters' dtype.
+        """
+        nprob, dim, k = inputs.shape
+        if k != self.n_inputs:
+            raise ValueError(f"{type(self).__name__} takes {self.n_inputs} inputs, got {k}")
+        flat = preprocess(inputs.reshape(nprob * dim, k), self.config).to(self.dtype)
+        if hidden is None:
+            hidden = self.init_hidden(nprob, dim, inputs.device)
+        h, c = self.cell(flat, hidden)
+        return self.head(h).reshape(nprob, dim).to(inputs.dtype), (h, c)
+
+
+class UpdateRNN(CoordinateLSTM):
+    """Eq. 2: ``Delta theta_t = UpdateRNN(g_hat_t)``, added to the iterate."""
+
+    n_inputs = 1
+    kind = "update"
+
+    def forward(self, grad: torch.Tensor, hidden: Hidden | None = None
+                ) -> tuple[torch.Tensor, Hidden]:
+        """``grad[B, d]`` -> ``(update[B, d], hidden)``."""
+        return self.run_cell(grad[:, :, None], hidden)
+
+
+class QueryRNN(CoordinateLSTM):
+    """Eq. 3: ``o_t = QueryRNN([g_hat_{t-1}, Delta theta_{t-1}])``, ``std_t = 1 + o_t``."""
+
+    n_inputs = 2
+    kind = "query"
+
+    def forward(self, prev_grad: torch.Tensor, prev_update: torch.Tensor,
+                hidden: Hidden | None = None) -> tuple[torch.Tensor, Hidden]:
+        """``[B, d]`` previous estimate and update -> ``(std[B, d], hidden)`` with
+        ``std = 1 + o`` (not yet mixed nor normalized; may be negative, see
+        :func:`mix_and_normalize`)."""
+        out, hidden = self.run_cell(torch.stack([prev_grad, prev_update], dim=2), hidden)
+        return 1.0 + out, hidden
+
+
+def mix_and_normalize(std: torch.Tensor, p_query: float,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """The sampling std actually used: section 3.1's ``Sigma' = X Sigma + (1 - X) I``.
+
+    ``X ~ Bernoulli(p_query)`` is drawn once per call (one iteration) per problem (row), shared
+    by all the directions of that iteration; nothing is drawn when ``p_query`` is 0 or 1.
+    Directions are ``u = |std'| z`` (the predicted quantity is a standard deviation, its
+    square the variance), and ``|std'|`` is rescaled per row so that its norm equals
+    ``||ones(d)|| = sqrt(d)``: the expected ``||u||^2`` is that of standard Gaussian sampling.
+    Gradients flow through the predicted ``std`` (reparameterization, section 3.3).
+    """
+    if not 0.0 <= p_query <= 1.0:
+        raise ValueError(f"p_query must lie in [0, 1], got {p_query}")
+    nprob, dim = std.shape
+    std = std.abs()
+    if p_query < 1.0:
+        if p_query == 0.0:
+            keep = torch.zeros(nprob, 1, dtype=std.dtype, device=std.device)
+        else:
+            draw = torch.rand(nprob, 1, generator=generator, device=std.device)
+            keep = (draw < p_query).to(std.dtype)
+        std = keep * std + (1.0 - keep) * torch.ones_like(std)
+    norm = std.norm(dim=1, keepdim=True).clamp_min(torch.finfo(std.dtype).tiny)
+    return std * (math.sqrt(dim) / norm)

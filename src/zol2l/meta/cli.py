@@ -1,0 +1,95 @@
+"""``zol2l meta-train``: meta-train one stage of ZO-LSTM on a task family."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from zol2l.meta.config import GRADS, STAGES, MetaConfig
+from zol2l.meta.objective import META_LOSSES
+
+
+def _option(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--task-option needs KEY=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+def _scales(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--input-scale needs numbers, got {text!r}") from None
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``meta-train`` on the ``zol2l`` sub-command parser."""
+    p = subparsers.add_parser(
+        "meta-train", help="meta-train ZO-LSTM (stage 'update', then stage 'query')",
+        description="Meta-train one stage of the learned ZO optimizer by truncated BPTT "
+                    "(Ruan et al. 2020, sec. 3.3).  Writes OUT/{stage}.safetensors (+ .json), "
+                    "OUT/log.csv and OUT/trainer_state.pt (for --resume).",
+    )
+    p.add_argument("--task", required=True, help="task family, e.g. binary-classification")
+    p.add_argument("--task-option", action="append", type=_option, default=[],
+                   metavar="KEY=VALUE", help="task family option (JSON value), repeatable")
+    p.add_argument("--stage", required=True, choices=STAGES)
+    p.add_argument("--init", default=None,
+                   help="stage-1 checkpoint (required for --stage query; warm start otherwise)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--grad", choices=GRADS, default="auto",
+                   help="optimizee gradients for the meta-loss: autograd, zo (eq. 5) or auto")
+    p.add_argument("--meta-loss", choices=META_LOSSES, default="eq4")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--runs-per-epoch", type=int, default=10)
+    p.add_argument("--steps", type=int, default=200, help="optimizee steps per run")
+    p.add_argument("--unroll", type=int, default=20, help="steps per truncation")
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate (default 1e-3 update, 5e-3 query)")
+    p.add_argument("--batch", type=int, default=8, help="problem instances per run")
+    p.add_argument("--q", type=int, default=None, help="query directions (task default)")
+    p.add_argument("--mu", type=float, default=None, help="smoothing of eq. 1")
+    p.add_argument("--zo-mu", type=float, default=1e-6, help="smoothing of eq. 5")
+    p.add_argument("--lam", type=float, default=0.005, help="lambda of eq. 4")
+    p.add_argument("--clip", type=float, default=1.0, help="elementwise meta-gradient clamp")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--val-every", type=int, default=1, help="validate every N epochs")
+    p.add_argument("--val-p-query", type=float, default=0.5)
+    p.add_argument("--preprocess", choices=("scale", "logsign", "none"), default="scale")
+    p.add_argument("--input-scale", type=_scales, default=None,
+                   help="fixed input scale(s), comma-separated (default: measured)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_meta_train)
+
+
+def config_from_args(args: argparse.Namespace) -> MetaConfig:
+    """The :class:`MetaConfig` of parsed ``meta-train`` arguments."""
+    return MetaConfig(
+        task=args.task, stage=args.stage, out=str(args.out), init=args.init,
+        task_options=dict(args.task_option), grad=args.grad, meta_loss=args.meta_loss,
+        epochs=args.epochs, runs_per_epoch=args.runs_per_epoch, steps=args.steps,
+        unroll=args.unroll, lr=args.lr, batch=args.batch, q=args.q, mu=args.mu,
+        zo_mu=args.zo_mu, lam=args.lam, clip=args.clip, val_fraction=args.val_fraction,
+        val_every=args.val_every, val_p_query=args.val_p_query, preprocess=args.preprocess,
+        input_scale=args.input_scale, seed=args.seed,
+    )
+
+
+def cmd_meta_train(args: argparse.Namespace) -> int:
+    """Run ``zol2l meta-train``."""
+    from zol2l.meta.trainer import MetaTrainer
+
+    trainer = MetaTrainer(config_from_args(args), progress=not args.quiet, resume=args.resume)
+    summary = trainer.fit()
+    print(f"meta-train {args.stage}: {summary['runs']} runs, {summary['meta_steps']} meta-steps "
+          f"in {summary['training_seconds']:.1f} s; validation loss best "
+          f"{summary['best_validation_loss']:.6g}, last {summary['last_validation_loss']:.6g}")
+    print(f"wrote {summary['checkpoint']} (+ .json), {trainer.files.log_path}")
+    return 0

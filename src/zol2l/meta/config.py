@@ -1,0 +1,107 @@
+"""Settings of a meta-training run (``zol2l meta-train``)."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from zol2l.meta.objective import META_LOSSES
+
+STAGES = ("update", "query")
+GRADS = ("auto", "autograd", "zo")
+#: the authors' Adam learning rates: 1e-3 for stage 1 (UpdateRNN), 5e-3 for stage 2
+DEFAULT_LR = {"update": 1e-3, "query": 5e-3}
+
+
+@dataclass
+class MetaConfig:
+    """Everything that determines a meta-training run (saved with its checkpoints).
+
+    Attributes:
+        task: task family name (:func:`zol2l.tasks.make_task`); ``task_options`` its options.
+        stage: ``"update"`` (train the UpdateRNN, standard Gaussian queries) or ``"query"``
+            (train the QueryRNN with the UpdateRNN of ``init`` frozen).
+        out: output folder.
+        init: stage-1 checkpoint (required for ``"query"``; for ``"update"`` a warm start).
+        grad: optimizee gradients for the meta-loss: ``"autograd"``, ``"zo"`` (eq. 5) or
+            ``"auto"`` (autograd when the task's objective is differentiable).
+        meta_loss: ``"eq4"`` or ``"telescoping"`` (:mod:`zol2l.meta.objective`).
+        epochs, runs_per_epoch: each run is one optimizee run of ``steps`` steps on a batch
+            of ``batch`` training instances, unrolled ``unroll`` steps per meta-step.
+        lr: Adam learning rate (default :data:`DEFAULT_LR` of the stage).
+        q, mu: query directions and smoothing of the optimizee's estimator (task defaults).
+        zo_mu: smoothing of the eq. 5 estimator (``grad="zo"``).
+        lam: ``lambda`` of eq. 4.
+        clip: meta-gradients are clamped elementwise to ``[-clip, clip]`` (authors' code).
+        val_fraction: the last fraction of the train ids is held out for validation.
+        val_every: validate every this many epochs (and before training).
+        val_p_query: the Bernoulli ``P`` used when validating the query stage.
+        preprocess, input_scale: RNN input preprocessing (:class:`~zol2l.learned.RNNConfig`);
+            ``input_scale=None`` measures it (``1 / median |input|`` on training instances).
+        seed: seeds weights, instance batches, directions and minibatches.
+    """
+
+    task: str
+    stage: str
+    out: str
+    init: str | None = None
+    task_options: dict[str, Any] = field(default_factory=dict)
+    grad: str = "auto"
+    meta_loss: str = "eq4"
+    epochs: int = 20
+    runs_per_epoch: int = 10
+    steps: int = 200
+    unroll: int = 20
+    lr: float | None = None
+    batch: int = 8
+    q: int | None = None
+    mu: float | None = None
+    zo_mu: float = 1e-6
+    lam: float = 0.005
+    clip: float = 1.0
+    val_fraction: float = 0.1
+    val_every: int = 1
+    val_p_query: float = 0.5
+    preprocess: str = "scale"
+    input_scale: list[float] | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        if self.grad not in GRADS:
+            raise ValueError(f"grad must be one of {GRADS}, got {self.grad!r}")
+        if self.meta_loss not in META_LOSSES:
+            raise ValueError(f"meta_loss must be one of {META_LOSSES}, got {self.meta_loss!r}")
+        if self.stage == "query" and not self.init:
+            raise ValueError("stage 'query' needs --init, the stage-1 (update) checkpoint")
+        for name in ("epochs", "runs_per_epoch", "steps", "unroll", "batch", "val_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
+        if self.lr is None:
+            self.lr = DEFAULT_LR[self.stage]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serializable form."""
+        return asdict(self)
+
+    def command(self) -> str:
+        """The ``zol2l meta-train`` command line that reproduces this run."""
+        parts = ["zol2l", "meta-train", "--task", self.task, "--stage", self.stage,
+                 "--out", str(self.out)]
+        if self.init:
+            parts += ["--init", str(self.init)]
+        for key, value in sorted(self.task_options.items()):
+            parts += ["--task-option", f"{key}={value}"]
+        for name in ("grad", "meta_loss", "epochs", "runs_per_epoch", "steps", "unroll", "lr",
+                     "batch", "q", "mu", "zo_mu", "lam", "clip", "val_fraction", "val_every",
+                     "val_p_query", "preprocess", "seed"):
+            value = getattr(self, name)
+            if value is not None:
+                parts += [f"--{name.replace('_', '-')}", str(value)]
+        if self.input_scale is not None:
+            parts += ["--input-scale", ",".join(repr(float(s)) for s in self.input_scale)]
+        return shlex.join(parts)

@@ -1,0 +1,233 @@
+"""ZO-LSTM, the learned zeroth-order optimizer of Ruan et al. (2020), and its ablations.
+
+Registered optimizers (all spend ``q + 1`` queries per step, one oracle call):
+
+* ``zo-lstm``: QueryRNN sampling (eq. 3, test-time Bernoulli mixture of section 3.1) + the
+  UpdateRNN update (eq. 2);
+* ``zo-lstm-no-query``: standard Gaussian directions + UpdateRNN;
+* ``zo-lstm-no-update``: QueryRNN sampling + the ZO-SGD update ``x - lr g_hat``
+  (``lr = delta / d`` unless ``lr`` is given; appendix C.1's "ZO-SGD with the QueryRNN");
+* ``zo-lstm-guided-es``: Guided-ES directions (appendix B,
+  :class:`~zol2l.optimizers.zo_guided_es.GuidedSampling`) + UpdateRNN.
+
+Weights: ``checkpoint`` is a ``.safetensors`` path or ``pretrained:NAME`` (default
+``pretrained:binary-classification``, the shipped optimizer; ``None`` gives untrained
+weights seeded by ``init_seed``).  ``pretrained:NAME`` resolves to the stage-2 file
+``NAME-query`` when the QueryRNN is needed, else to the stage-1 file ``NAME-update``.
+Module instances (``update_rnn=``, ``query_rnn=``) override the checkpoint; the meta-trainer
+passes its modules this way and steps the optimizer through :func:`zol2l.loop.advance`.
+
+Gradient paths when stepped with autograd enabled (meta-training, see
+:mod:`zol2l.meta.trainer`): the estimate is taken at ``stop_grad(x)`` (no second-derivative
+terms, as Andrychowicz et al. 2016), its directions ``u = std * z`` carry the QueryRNN's
+graph, the UpdateRNN's input is that estimate and its output is added to ``x`` (identity
+path); the QueryRNN's inputs (previous estimate and update) are detached.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from zol2l.estimators import gaussian
+from zol2l.learned.checkpoint import CheckpointError, load_checkpoint
+from zol2l.learned.rnn import QueryRNN, UpdateRNN, mix_and_normalize
+from zol2l.optimizers.base import StepOutput, ZOOptimizer
+from zol2l.optimizers.registry import register
+from zol2l.optimizers.zo_guided_es import GuidedSampling
+from zol2l.oracle import Oracle
+
+DEFAULT_CHECKPOINT = "pretrained:binary-classification"
+
+
+class LearnedZO(ZOOptimizer):
+    """Shared machinery of the ZO-LSTM family (see the module docstring).
+
+    Args:
+        checkpoint: ``.safetensors`` path, ``pretrained:NAME`` or ``None`` (untrained).
+        checkpoint_sha256: if given, the loaded file must have this sha256.
+        update_rnn, query_rnn: module instances (override the checkpoint's).
+        p_query: ``P`` of the Bernoulli mixture ``X Sigma + (1 - X) I`` (0.5 at test time,
+            1 in meta-training).
+        alpha: update scale (section 4.3): ``x_{t+1} = x_t + alpha * UpdateRNN(g_hat)``.
+        init_seed: seed of untrained weights.
+        q, mu, lr, delta: see :class:`~zol2l.optimizers.base.ZOOptimizer`; ``lr``/``delta``
+            only for ``zo-lstm-no-update``.
+    """
+
+    sampling: ClassVar[str] = "query"  # "query", "gaussian" or "guided"
+    learned_update: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        *,
+        checkpoint: str | None = DEFAULT_CHECKPOINT,
+        checkpoint_sha256: str | None = None,
+        update_rnn: UpdateRNN | None = None,
+        query_rnn: QueryRNN | None = None,
+        p_query: float = 0.5,
+        alpha: float = 1.0,
+        init_seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        if self.learned_update and (kwargs.get("lr") is not None
+                                    or kwargs.get("delta") is not None):
+            raise ValueError(f"{self.name} takes no learning rate (the UpdateRNN makes the "
+                             "update); scale it with alpha")
+        super().__init__(**kwargs)
+        if not 0.0 <= float(p_query) <= 1.0:
+            raise ValueError(f"p_query must lie in [0, 1], got {p_query}")
+        if not float(alpha) > 0:
+            raise ValueError(f"alpha must be positive, got {alpha}")
+        self.p_query, self.alpha = float(p_query), float(alpha)
+        self.checkpoint = None if checkpoint is None else str(checkpoint)
+        self.checkpoint_sha256: str | None = None
+        needs = {"update"} if self.learned_update else set()
+        needs |= {"query"} if self.sampling == "query" else set()
+        given = {"update": update_rnn, "query": query_rnn}
+        loaded: dict[str, Any] = {}
+        if self.checkpoint is not None and any(given[k] is None for k in needs):
+            ckpt = load_checkpoint(self.checkpoint, "query" if "query" in needs else "update")
+            missing = [k for k in needs if given[k] is None and k not in ckpt.modules]
+            if missing:
+                raise CheckpointError(
+                    f"checkpoint {ckpt.path} has no {missing[0]} module ({self.name} needs "
+                    f"{', '.join(sorted(needs))}); a stage-1 'update' file holds only the "
+                    "UpdateRNN, use the stage-2 'query' file"
+                )
+            if checkpoint_sha256 is not None and checkpoint_sha256 != ckpt.metadata["sha256"]:
+                raise CheckpointError(f"checkpoint {ckpt.path} has sha256 "
+                                      f"{ckpt.metadata['sha256']}, expected {checkpoint_sha256}")
+            loaded, self.checkpoint_sha256 = ckpt.modules, ckpt.metadata["sha256"]
+        self.update_rnn: UpdateRNN | None = None
+        self.query_rnn: QueryRNN | None = None
+        if "update" in needs:
+            self.update_rnn = _first(update_rnn, loaded.get("update")) or UpdateRNN(seed=init_seed)
+        if "query" in needs:
+            self.query_rnn = _first(query_rnn, loaded.get("query")) or QueryRNN(seed=init_seed + 1)
+        if not loaded and any(given[k] is not None for k in needs):
+            self.checkpoint = "<modules>"
+
+    def hyperparameters(self) -> dict[str, Any]:
+        hp = super().hyperparameters()
+        if self.learned_update:
+            hp.pop("lr", None)
+            hp.pop("delta", None)
+            hp["alpha"] = self.alpha
+        if self.sampling == "query":
+            hp["p_query"] = self.p_query
+        hp["checkpoint"] = self.checkpoint
+        if self.checkpoint_sha256 is not None:
+            hp["checkpoint_sha256"] = self.checkpoint_sha256
+        return hp
+
+    # ----------------------------------------------------------------- stepping
+    def init_state(self, x: torch.Tensor) -> dict[str, Any]:
+        return {}
+
+    @staticmethod
+    def detach_state(state: dict[str, Any]) -> None:
+        """Cut the autograd graph held by ``state`` (truncated BPTT boundaries)."""
+        for key, value in list(state.items()):
+            if isinstance(value, torch.Tensor):
+                state[key] = value.detach()
+            elif isinstance(value, tuple) and all(isinstance(v, torch.Tensor) for v in value):
+                state[key] = tuple(v.detach() for v in value)
+
+    def sampling_std(self, x: torch.Tensor, state: dict[str, Any], gen: torch.Generator,
+                     extras: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The per-coordinate std of this step's directions (eq. 3 + mixture), or ``None``."""
+        if self.sampling != "query":
+            return None
+        assert self.query_rnn is not None
+        zeros = torch.zeros_like(x)
+        raw, state["query_hidden"] = self.query_rnn(
+            state.get("prev_grad", zeros), state.get("prev_update", zeros),
+            state.get("query_hidden"),
+        )
+        std = mix_and_normalize(raw, self.p_query, gen)
+        extras["std_pred"], extras["std"] = raw, std
+        return std
+
+    def update(self, x: torch.Tensor, grad: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
+        if not self.learned_update:
+            return x - self.learning_rate(x.shape[1]) * grad
+        assert self.update_rnn is not None
+        out, state["update_hidden"] = self.update_rnn(grad, state.get("update_hidden"))
+        return x + self.alpha * out
+
+    def step(
+        self, oracle: Oracle, x: torch.Tensor, state: dict[str, Any], gen: torch.Generator
+    ) -> StepOutput:
+        state.setdefault("t", 0)
+        extras: dict[str, torch.Tensor] = {}
+        std = self.sampling_std(x, state, gen, extras)
+        guide = self.guide(state) if isinstance(self, GuidedSampling) else None
+        est = gaussian(oracle, x.detach(), self.q, self.smoothing(x.dtype), gen, std=std,
+                       guide=guide, alpha=getattr(self, "guide_alpha", 0.5))
+        x_new = self.update(x, est.grad, state)
+        state["prev_grad"] = est.grad.detach()
+        state["prev_update"] = (x_new - x).detach()
+        state["t"] += 1
+        return StepOutput(x_new, est.fx, est.grad, extras)
+
+
+@register
+class ZOLSTM(LearnedZO):
+    """ZO-LSTM: QueryRNN sampling + UpdateRNN update."""
+
+    name = "zo-lstm"
+
+
+@register
+class ZOLSTMNoQuery(LearnedZO):
+    """ZO-LSTM without the QueryRNN: standard Gaussian directions + UpdateRNN."""
+
+    name = "zo-lstm-no-query"
+    sampling = "gaussian"
+
+    def __init__(self, **kwargs: Any) -> None:
+        _reject(self.name, kwargs, "p_query", "query_rnn")
+        super().__init__(**kwargs)
+
+
+@register
+class ZOLSTMNoUpdate(LearnedZO):
+    """ZO-LSTM without the UpdateRNN: QueryRNN sampling + the ZO-SGD update."""
+
+    name = "zo-lstm-no-update"
+    learned_update = False
+    default_delta = 4.0
+
+    def __init__(self, **kwargs: Any) -> None:
+        _reject(self.name, kwargs, "alpha", "update_rnn")
+        super().__init__(**kwargs)
+
+
+@register
+class ZOLSTMGuidedES(GuidedSampling, LearnedZO):
+    """Guided-ES sampling (appendix B) + UpdateRNN.  ``guide_alpha`` is Guided ES's alpha."""
+
+    name = "zo-lstm-guided-es"
+    sampling = "guided"
+
+    def __init__(self, *, guide_alpha: float = 0.5, **kwargs: Any) -> None:
+        _reject(self.name, kwargs, "p_query", "query_rnn")
+        super().__init__(**kwargs)
+        if not 0.0 <= guide_alpha <= 1.0:
+            raise ValueError(f"guide_alpha must lie in [0, 1], got {guide_alpha}")
+        self.guide_alpha = float(guide_alpha)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {**super().hyperparameters(), "guide_alpha": self.guide_alpha}
+
+
+def _first(*modules: Any) -> Any:
+    return next((m for m in modules if m is not None), None)
+
+
+def _reject(name: str, kwargs: dict[str, Any], *keys: str) -> None:
+    for key in keys:
+        if key in kwargs:
+            raise TypeError(f"{name} has no {key!r}")
