@@ -155,6 +155,11 @@ class AttackFamily(TaskFamily):
         for param in getattr(target, "parameters", lambda: [])():
             param.requires_grad_(False)
         self.device = torch.device(device)
+        if self.device.type == "cuda":
+            # TF32 convolutions/matmuls round to a 10-bit mantissa: that noise swamps the
+            # forward differences of eq. 1 (mu = 1e-4 in float32), so keep full float32.
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         if isinstance(target, torch.nn.Module):
             target = target.to(self.device)
         self.target = target
