@@ -124,6 +124,9 @@ class LearnedZO(ZOOptimizer):
 
     # ----------------------------------------------------------------- stepping
     def init_state(self, x: torch.Tensor) -> dict[str, Any]:
+        for module in (self.update_rnn, self.query_rnn):
+            if module is not None:
+                module.to(x.device)  # the RNNs run where the iterate lives (e.g. --device cuda)
         return {}
 
     @staticmethod
