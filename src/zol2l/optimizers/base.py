@@ -50,6 +50,8 @@ class ZOOptimizer(ABC):
 
     name: ClassVar[str] = ""
     default_delta: ClassVar[float] = 1.0
+    #: weight of the isotropic part when :meth:`guide` returns a subspace (Guided ES)
+    guide_alpha: float = 0.5
 
     def __init__(
         self,
@@ -99,11 +101,25 @@ class ZOOptimizer(ABC):
         """Fresh optimizer state for the points ``x[B, d]``."""
         return {}
 
+    def sampling_std(self, x: torch.Tensor, state: dict[str, Any], gen: torch.Generator,
+                     extras: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Per-coordinate std of this step's directions (``None``: standard Gaussian)."""
+        return None
+
+    def guide(self, state: dict[str, Any]) -> torch.Tensor | None:
+        """``[B, k, d]`` Guided-ES surrogate gradients (``None``: no guiding subspace)."""
+        return None
+
     def estimate(
-        self, oracle: Oracle, x: torch.Tensor, state: dict[str, Any], gen: torch.Generator
+        self, oracle: Oracle, x: torch.Tensor, state: dict[str, Any], gen: torch.Generator,
+        extras: dict[str, torch.Tensor],
     ) -> Estimate:
-        """The gradient estimate of step ``state['t']``: eq. 1 with standard Gaussian directions."""
-        return gaussian(oracle, x, self.q, self.smoothing(x.dtype), gen)
+        """The gradient estimate of step ``state['t']``: eq. 1 with the directions given by
+        :meth:`sampling_std` and :meth:`guide`, taken at ``stop_grad(x)`` (meta-training
+        drops second-derivative terms)."""
+        return gaussian(oracle, x.detach(), self.q, self.smoothing(x.dtype), gen,
+                        std=self.sampling_std(x, state, gen, extras), guide=self.guide(state),
+                        alpha=self.guide_alpha)
 
     @abstractmethod
     def update(self, x: torch.Tensor, grad: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
@@ -112,9 +128,13 @@ class ZOOptimizer(ABC):
     def step(
         self, oracle: Oracle, x: torch.Tensor, state: dict[str, Any], gen: torch.Generator
     ) -> StepOutput:
-        """One iteration: estimate the gradient, then update.  Advances ``state['t']``."""
+        """One iteration: estimate the gradient, then update.  Advances ``state['t']`` and keeps
+        this step's estimate and update as ``prev_grad`` / ``prev_update`` (the inputs of
+        Guided ES and of the QueryRNN at the next step)."""
         state.setdefault("t", 0)
-        est = self.estimate(oracle, x, state, gen)
+        extras: dict[str, torch.Tensor] = {}
+        est = self.estimate(oracle, x, state, gen, extras)
         x_new = self.update(x, est.grad, state)
+        state["prev_grad"], state["prev_update"] = est.grad.detach(), (x_new - x).detach()
         state["t"] += 1
-        return StepOutput(x_new, est.fx, est.grad)
+        return StepOutput(x_new, est.fx, est.grad, extras)

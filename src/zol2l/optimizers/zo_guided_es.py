@@ -12,27 +12,19 @@ from typing import Any
 
 import torch
 
-from zol2l.estimators import Estimate, gaussian
 from zol2l.optimizers.registry import register
 from zol2l.optimizers.zo_sgd import ZOSGD
-from zol2l.oracle import Oracle
 
 
 class GuidedSampling:
-    """Mixin: sample Guided-ES directions around the previous estimate and update."""
-
-    alpha: float
+    """Mixin: Guided-ES directions around the previous estimate and update, which the
+    optimizer loop keeps in ``state`` (``prev_grad``, ``prev_update``)."""
 
     def guide(self, state: dict[str, Any]) -> torch.Tensor | None:
         """``[B, 2, d]`` surrogate gradients, or ``None`` before the first update."""
         if "prev_grad" not in state:
             return None
         return torch.stack([state["prev_grad"], state["prev_update"]], dim=1)
-
-    def remember(self, x: torch.Tensor, x_new: torch.Tensor, grad: torch.Tensor,
-                 state: dict[str, Any]) -> None:
-        """Keep this step's estimate and update as the next step's surrogates."""
-        state["prev_grad"], state["prev_update"] = grad.detach(), (x_new - x).detach()
 
 
 @register
@@ -45,18 +37,7 @@ class ZOGuidedES(GuidedSampling, ZOSGD):
         super().__init__(**kwargs)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-        self.alpha = float(alpha)
+        self.guide_alpha = float(alpha)
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "alpha": self.alpha}
-
-    def estimate(
-        self, oracle: Oracle, x: torch.Tensor, state: dict[str, Any], gen: torch.Generator
-    ) -> Estimate:
-        return gaussian(oracle, x, self.q, self.smoothing(x.dtype), gen,
-                        guide=self.guide(state), alpha=self.alpha)
-
-    def update(self, x: torch.Tensor, grad: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
-        x_new = super().update(x, grad, state)
-        self.remember(x, x_new, grad, state)
-        return x_new
+        return {**super().hyperparameters(), "alpha": self.guide_alpha}

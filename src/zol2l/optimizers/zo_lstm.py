@@ -30,13 +30,11 @@ from typing import Any, ClassVar
 
 import torch
 
-from zol2l.estimators import gaussian
 from zol2l.learned.checkpoint import CheckpointError, load_checkpoint
 from zol2l.learned.rnn import QueryRNN, UpdateRNN, mix_and_normalize
-from zol2l.optimizers.base import StepOutput, ZOOptimizer
+from zol2l.optimizers.base import ZOOptimizer
 from zol2l.optimizers.registry import register
 from zol2l.optimizers.zo_guided_es import GuidedSampling
-from zol2l.oracle import Oracle
 
 DEFAULT_CHECKPOINT = "pretrained:binary-classification"
 
@@ -159,21 +157,6 @@ class LearnedZO(ZOOptimizer):
         assert self.update_rnn is not None
         out, state["update_hidden"] = self.update_rnn(grad, state.get("update_hidden"))
         return x + self.alpha * out
-
-    def step(
-        self, oracle: Oracle, x: torch.Tensor, state: dict[str, Any], gen: torch.Generator
-    ) -> StepOutput:
-        state.setdefault("t", 0)
-        extras: dict[str, torch.Tensor] = {}
-        std = self.sampling_std(x, state, gen, extras)
-        guide = self.guide(state) if isinstance(self, GuidedSampling) else None
-        est = gaussian(oracle, x.detach(), self.q, self.smoothing(x.dtype), gen, std=std,
-                       guide=guide, alpha=getattr(self, "guide_alpha", 0.5))
-        x_new = self.update(x, est.grad, state)
-        state["prev_grad"] = est.grad.detach()
-        state["prev_update"] = (x_new - x).detach()
-        state["t"] += 1
-        return StepOutput(x_new, est.fx, est.grad, extras)
 
 
 @register

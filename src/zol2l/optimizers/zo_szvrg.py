@@ -44,7 +44,8 @@ class ZOSZVRG(ZOOptimizer):
         return self.q0 + 1 if t % self.epoch == 0 else 2 * (self.q + 1)
 
     def estimate(
-        self, oracle: Oracle, x: torch.Tensor, state: dict[str, Any], gen: torch.Generator
+        self, oracle: Oracle, x: torch.Tensor, state: dict[str, Any], gen: torch.Generator,
+        extras: dict[str, torch.Tensor],
     ) -> Estimate:
         mu = self.smoothing(x.dtype)
         if state["t"] % self.epoch == 0:
