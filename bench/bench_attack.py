@@ -3,14 +3,18 @@
 Usage:
     python bench/bench_attack.py --dataset mnist --images 100 --steps 200 [--device cpu]
     python bench/bench_attack.py --dataset cifar10 --images 10 --steps 200
+    python bench/bench_attack.py --dataset mnist --images 100 --steps 200 --optimizer zo-lstm \
+        --out bench/results/attack_mnist_cpu_zo_lstm.json
 
-Runs zo-adam (q = 20 for MNIST, 50 for CIFAR-10) on the first ``--images`` test instances for
-``--steps`` steps through the normal harness, then times bare forward passes of the target on
-the same number of images, in the same chunks (``--max-batch``), on a sample of
-``--forward-steps`` steps' worth of batches and scales it to all steps.  Reports
-``ratio = attack seconds / bare forward seconds``, ``ratio_inline = attack seconds / seconds
-spent inside the target's calls during the attack`` (robust to other load on the machine,
-which skews the separately timed forwards), and the peak resident memory of this
+Runs ``--optimizer`` (zo-adam by default; q = 20 for MNIST, 50 for CIFAR-10) on the
+first ``--images`` test instances for ``--steps`` steps through the normal harness, then times
+bare forward passes of the target on the same number of images, in the same chunks
+(``--max-batch``), on a sample of ``--forward-steps`` steps' worth of batches, scaled to all
+steps.  Reports ``ratio = attack seconds / bare forward seconds``; ``ratio_inline = attack
+seconds / seconds spent inside the target's calls during the attack`` (robust to other load
+on the machine, which skews the separately timed forwards); ``overhead_fraction = 1 - inside
+/ attack seconds``, everything but the target's forward passes (optimizer, estimator, box
+transform, attack loss) as a fraction of the run; and the peak resident memory of this
 process (run each configuration in its own process to get its own peak).  Writes JSON.
 """
 
@@ -33,6 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
     parser.add_argument("--images", type=int, default=100)
+    parser.add_argument("--optimizer", default="zo-adam")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--max-batch", type=int, default=1024)
     parser.add_argument("--forward-steps", type=int, default=20)
@@ -59,7 +64,9 @@ def main() -> None:
     task.target = timed_target
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
-    result, _, problem = run_optimizer(task, "zo-adam", {"q": q}, ids, trials=1,
+    hp = {"q": q, "checkpoint": f"pretrained:{task.name}"} if args.optimizer.startswith(
+        "zo-lstm") else {"q": q}
+    result, _, problem = run_optimizer(task, args.optimizer, hp, ids, trials=1,
                                        steps=args.steps, seed=0)
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -83,13 +90,14 @@ def main() -> None:
     forward_seconds = forward_step * args.steps
     payload = {
         "dataset": args.dataset, "images": len(ids), "trials": 1, "steps": args.steps, "q": q,
-        "optimizer": "zo-adam", "max_batch": args.max_batch, "device": str(device),
+        "optimizer": args.optimizer, "max_batch": args.max_batch, "device": str(device),
         "machine": torch.cuda.get_device_name() if device.type == "cuda" else
         (platform.processor() or platform.machine()), "threads": torch.get_num_threads(),
         "attack_seconds": attack_seconds, "bare_forward_seconds": forward_seconds,
         "ratio": attack_seconds / forward_seconds,
         "seconds_inside_target_calls": inside[0],
         "ratio_inline": attack_seconds / inside[0],
+        "overhead_fraction": 1.0 - inside[0] / attack_seconds,
         "images_per_second": per_step * args.steps / attack_seconds,
         "peak_rss_mib": peak_rss, "rss_before_attack_mib": rss_before,
         "success_rate": task.summary(result, problem)["success_rate"],

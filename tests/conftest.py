@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import pytest
 import torch
 
 from zol2l.tasks.base import Problem
@@ -30,3 +34,10 @@ def quadratic(rows: int = 2, dim: int = 10, seed: int = 0, cond: float = 4.0) ->
     x0 = torch.randn((rows, dim), generator=g, dtype=torch.float64)
     scales = 1.0 + (cond - 1.0) * torch.rand((rows, dim), generator=g, dtype=torch.float64)
     return Quadratic(x0, scales)
+
+
+DATA = Path(os.environ.get("ZOL2L_DATA_DIR")
+            or Path(__file__).resolve().parents[2] / "shared" / "data")
+# Outside CI a checkout without the shared data skips these; in CI (CI=true) they must run.
+needs_data = pytest.mark.skipif(not (DATA / "mnist.npz").is_file() and not os.environ.get("CI"),
+                                reason="the shared MNIST/CIFAR-10 data is not beside this checkout")

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import DATA, needs_data
 
 from zol2l.cli import main
 from zol2l.data import load_dataset
 from zol2l.targets import accuracy, load_pretrained_target
-
-DATA = Path(os.environ.get("ZOL2L_DATA_DIR")
-            or Path(__file__).resolve().parents[2] / "shared" / "data")
-# Outside CI a checkout without the shared data skips these; in CI (CI=true) they must run.
-needs_data = pytest.mark.skipif(not (DATA / "mnist.npz").is_file() and not os.environ.get("CI"),
-                                reason="the shared MNIST data is not beside this checkout")
 
 
 @needs_data

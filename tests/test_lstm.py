@@ -140,6 +140,11 @@ def test_checkpoint_roundtrip_and_corruption(tmp_path: Path) -> None:
         resolve("pretrained:nope")
 
 
+def test_both_stages_are_shipped_for_the_paper_tasks() -> None:
+    for task in ("binary-classification", "mnist-attack", "cifar10-attack"):
+        assert {f"{task}-update", f"{task}-query"} <= set(PRETRAINED), task
+
+
 @pytest.mark.parametrize("stem", PRETRAINED)
 def test_pretrained_checkpoints_load_and_match_sha256(stem: str, tmp_path: Path) -> None:
     path = PRETRAINED_DIR / f"{stem}.safetensors"

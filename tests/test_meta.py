@@ -223,3 +223,22 @@ def test_cli_meta_train_writes_a_loadable_checkpoint(tmp_path: Path, stage1: Pat
     assert {"seed", "created", "training_seconds", "final_validation_loss"} <= set(opt_meta)
     assert main(["meta-train", "--task", "quadratic", "--stage", "query", "--out",
                  str(tmp_path / "x")]) == 2  # no --init: a clear error, exit code 2
+
+
+def test_init_alpha_warm_start_equals_the_alpha_scaled_optimizer(tmp_path: Path,
+                                                                  stage1: Path) -> None:
+    """``init_alpha`` scales the warm start's head: the untrained-yet trainer's optimizer makes
+    the same steps as the ``init`` optimizer run with update scale ``alpha`` (section 4.3)."""
+    tr = trainer(tmp_path, stage="update", init=str(stage1), init_alpha=0.25, epochs=1,
+                 runs_per_epoch=1, steps=10)
+    problem = tr.task.problem(tr.train_ids[:2], seed=1)
+    scaled = run(tr.optimizer(), problem, 10, seed=3).loss
+    reference = run(make("zo-lstm-no-query", checkpoint=str(stage1), alpha=0.25, q=5),
+                    tr.task.problem(tr.train_ids[:2], seed=1), 10, seed=3).loss
+    torch.testing.assert_close(scaled, reference, rtol=1e-6, atol=1e-9)
+    assert tr.update_rnn.config.output_scale == 0.25  # a fixed factor, saved with the weights
+    warm = load_file(str(stage1))["update.head.weight"]
+    assert torch.equal(tr.update_rnn.head.weight.detach(), warm)  # Adam's scale stays sane
+    assert "--init-alpha 0.25" in tr.cfg.command()
+    with pytest.raises(ValueError, match="init_alpha"):
+        MetaConfig(out=str(tmp_path / "x"), task="quadratic", stage="update", init_alpha=0.5)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from zol2l.experiments.backends import RayUnavailableError
 from zol2l.optimizers import available, get_class
 from zol2l.tasks import available_tasks, make_task
 
@@ -54,6 +55,34 @@ def _add_attack_options(p: argparse.ArgumentParser) -> None:
                    help="torch device of the target and the attack (e.g. cuda)")
 
 
+def _add_backend_options(p: argparse.ArgumentParser) -> None:
+    from zol2l.experiments.units import DEFAULT_INSTANCE_CHUNK
+
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="where the work units run: in this process, or as Ray tasks "
+                        "(pip install -e '.[distributed]')")
+    p.add_argument("--ray-address", default=None,
+                   help="HOST:PORT of a running Ray cluster's head node (with --backend ray; "
+                        "default: start a local Ray instance)")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the finished work units kept in OUT/units")
+    p.add_argument("--instance-chunk", type=int, default=DEFAULT_INSTANCE_CHUNK,
+                   help="instances per work unit (default: %(default)s)")
+    p.add_argument("--trial-chunk", type=int, default=None,
+                   help="trials per work unit (default: all trials)")
+
+
+def _backend(args: argparse.Namespace) -> Any:
+    from zol2l.experiments.backends import make_backend
+
+    return make_backend(args.backend, address=args.ray_address)
+
+
+def _unit_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"resume": args.resume, "instance_chunk": args.instance_chunk,
+            "trial_chunk": args.trial_chunk}
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default="binary-classification", choices=available_tasks(),
                    help="task family (default: %(default)s)")
@@ -73,6 +102,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_attack_options(p)
+    _add_backend_options(p)
 
 
 def _defaults(args: argparse.Namespace, task: Any) -> None:
@@ -89,11 +119,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     tuned = read_hparams(args.hparams) if args.hparams else {}
     task = _task(args)
     _defaults(args, task)
-    payload = evaluate(
-        task, {n: tuned.get(n, {}) | {"q": args.q} for n in names}, split=args.split,
-        instances=args.instances, trials=args.trials, steps=args.steps, q=args.q,
-        seed=args.seed, progress=not args.quiet,
-    )
+    with _backend(args) as backend:
+        payload = evaluate(
+            task, {n: tuned.get(n, {}) | {"q": args.q} for n in names}, split=args.split,
+            instances=args.instances, trials=args.trials, steps=args.steps, q=args.q,
+            seed=args.seed, progress=not args.quiet, backend=backend,
+            workdir=args.out / "units", **_unit_options(args),
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "results.json", payload)
     plot_loss(payload, args.out / "loss.png", log=args.log)
@@ -111,11 +143,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     task = _task(args)
     _defaults(args, task)
-    payload = tune(
-        task, _optimizer_list(args.optimizers), instances=args.instances,
-        trials=args.trials, steps=args.steps, q=args.q, seed=args.seed,
-        progress=not args.quiet,
-    )
+    with _backend(args) as backend:
+        payload = tune(
+            task, _optimizer_list(args.optimizers), instances=args.instances,
+            trials=args.trials, steps=args.steps, q=args.q, seed=args.seed,
+            progress=not args.quiet, backend=backend, workdir=args.out / "units",
+            **_unit_options(args),
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "hparams.json", payload)
     for name, entry in payload["optimizers"].items():
@@ -135,9 +169,11 @@ def cmd_attack(args: argparse.Namespace) -> int:
     tuned = read_hparams(args.hparams) if args.hparams else {}
     task = _task(args)
     _defaults(args, task)
-    payload = attack(task, {n: tuned.get(n, {}) | {"q": args.q} for n in names}, args.out,
-                     images=args.images, trials=args.trials, steps=args.steps, q=args.q,
-                     seed=args.seed, split=args.split, progress=not args.quiet)
+    with _backend(args) as backend:
+        payload = attack(task, {n: tuned.get(n, {}) | {"q": args.q} for n in names}, args.out,
+                         images=args.images, trials=args.trials, steps=args.steps, q=args.q,
+                         seed=args.seed, split=args.split, progress=not args.quiet,
+                         backend=backend, **_unit_options(args))
     for name, block in payload["optimizers"].items():
         iters = block["iters_to_success_mean"]
         print(f"{name:>14}: success {block['success_rate']:.0%}, final loss "
@@ -147,7 +183,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND_MODULES = ["zol2l.train_target", "zol2l.meta.cli"]
+COMMAND_MODULES = ["zol2l.train_target", "zol2l.meta.cli", "zol2l.experiments.reproduce.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_attack_options(p)
+    _add_backend_options(p)
     p.set_defaults(func=cmd_attack)
 
     p = sub.add_parser("tune", help="tune baseline learning rates on training instances")
@@ -207,11 +244,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, TypeError) as exc:
+    except (ValueError, FileNotFoundError, TypeError, RayUnavailableError) as exc:
         print(f"zol2l {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"zol2l {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        why = f": {exc}" if str(exc) else ""
+        print(f"zol2l {args.command}: interrupted{why}", file=sys.stderr)
         return 130
 
 

@@ -11,11 +11,12 @@ metadata file whose ``sha256`` is checked on load (safetensors only: no pickle).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -132,6 +133,21 @@ class ExternalTarget(nn.Module):
     def train(self, mode: bool = True) -> ExternalTarget:  # exported modules refuse .train()
         self.training = mode
         return self
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes, str, str]]:
+        """Pickled as the file's bytes (TorchScript modules do not pickle), so that Ray can
+        ship the target to its workers."""
+        return _target_from_bytes, (Path(self.source).read_bytes(), self.outputs, self.source)
+
+
+def _target_from_bytes(data: bytes, outputs: str, source: str) -> ExternalTarget:
+    """Rebuild an :class:`ExternalTarget` from the bytes of its file."""
+    try:
+        module = torch.jit.load(io.BytesIO(data), map_location="cpu")
+        module.eval()
+    except Exception:
+        module = torch.export.load(io.BytesIO(data)).module()
+    return ExternalTarget(module, outputs, source)
 
 
 def _first_line(e: BaseException) -> str:

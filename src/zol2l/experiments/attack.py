@@ -16,8 +16,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from zol2l.experiments.backends import Backend  # noqa: E402
 from zol2l.experiments.evaluate import evaluate, write_json  # noqa: E402
 from zol2l.experiments.plots import plot_loss  # noqa: E402
+from zol2l.experiments.units import DEFAULT_INSTANCE_CHUNK  # noqa: E402
 from zol2l.loop import RunResult  # noqa: E402
 from zol2l.tasks.attack import AttackFamily, AttackProblem  # noqa: E402
 
@@ -26,9 +28,13 @@ def attack(
     task: AttackFamily, optimizers: Mapping[str, Mapping[str, Any]], out: str | os.PathLike,
     *, images: int | None = 10, trials: int = 1, steps: int = 200, q: int | None = None,
     seed: int = 0, split: str = "test", progress: bool = True, snapshots: int = 5,
+    backend: Backend | str | None = None, resume: bool = False,
+    instance_chunk: int | None = DEFAULT_INSTANCE_CHUNK, trial_chunk: int | None = None,
 ) -> dict[str, Any]:
     """Attack the first ``images`` instances of ``split`` with each optimizer; writes
-    ``results.json``, ``loss.png``, ``examples.png`` and ``adversarial.npz`` into ``out``."""
+    ``results.json``, ``loss.png``, ``examples.png`` and ``adversarial.npz`` into ``out``.
+    Finished work units are kept in ``out/units`` (``resume`` reuses them); ``backend`` and
+    the chunk sizes are those of :func:`~zol2l.experiments.evaluate.evaluate`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     kept: dict[str, tuple[RunResult, Any]] = {}
@@ -36,6 +42,8 @@ def attack(
         task, optimizers, split=split, instances=images, trials=trials, steps=steps,
         q=task.default_q if q is None else q, seed=seed, progress=progress,
         problem_options={"snapshot_every": max(1, steps // snapshots)}, keep=kept,
+        backend=backend, workdir=out / "units", resume=resume,
+        instance_chunk=instance_chunk, trial_chunk=trial_chunk,
     )
     write_json(out / "results.json", payload)
     plot_loss(payload, out / "loss.png", title=f"{task.name}: attack loss")

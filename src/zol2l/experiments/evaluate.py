@@ -3,7 +3,9 @@
 The JSON schema (stable; later versions add fields, never rename)::
 
     {"task", "task_options", "split", "steps", "q", "instances": [ids], "trials", "seed",
-     "device", "seconds",
+     "device", "seconds", "chunks": {"instances", "trials"},
+     "backend": {"name", "workers", "nodes", "units", "computed", "reused", "retries",
+                 "compute_seconds", "cpu_seconds", "units_per_node": {NODE: count}},
      "optimizers": {NAME: {"hyperparameters": {...},
                            "loss_mean": [steps + 1 floats, index 0 = initial loss],
                            "loss_std": [...], "final_loss_mean", "final_loss_std",
@@ -11,7 +13,9 @@ The JSON schema (stable; later versions add fields, never rename)::
                            "queries_per_step": [one int per step], "total_queries",
                            "seconds", "seconds_per_step"}}}
 
-``total_queries`` is per (instance, trial) run; ``loss_std`` is over the runs.
+``total_queries`` is per (instance, trial) run; ``loss_std`` is over the runs.  The runs are
+computed in work units (:mod:`zol2l.experiments.units`); an optimizer's ``seconds`` is the sum
+of its units' compute time.
 """
 
 from __future__ import annotations
@@ -27,6 +31,15 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from zol2l.experiments.backends import Backend, backend_scope
+from zol2l.experiments.runner import run_units
+from zol2l.experiments.units import (
+    DEFAULT_INSTANCE_CHUNK,
+    RunContext,
+    make_units,
+    merge,
+    torch_threads,
+)
 from zol2l.fileio import write_json_atomic
 from zol2l.loop import RunResult, run
 from zol2l.optimizers import make
@@ -60,12 +73,19 @@ def run_optimizer(
 
 
 def summarize(result: RunResult, optimizer: Any, task: TaskFamily,
-              problem: Problem) -> dict[str, Any]:
+              problem: Problem | None) -> dict[str, Any]:
     """The per-optimizer block of ``results.json`` (task-specific fields included)."""
+    return block(result, optimizer.hyperparameters(), task, problem)
+
+
+def block(result: RunResult, hyperparameters: Mapping[str, Any], task: TaskFamily,
+          problem: Problem | None) -> dict[str, Any]:
+    """The per-optimizer block from a (merged) run result; ``problem`` (the rows' problem in
+    the state the runs ended in) is needed only by tasks with a :meth:`TaskFamily.summary`."""
     loss = result.loss.double()
     final = loss[-1]
     return {
-        "hyperparameters": optimizer.hyperparameters(),
+        "hyperparameters": dict(hyperparameters),
         "loss_mean": loss.mean(dim=1).tolist(),
         "loss_std": loss.std(dim=1, unbiased=False).tolist(),
         "final_loss_mean": float(final.mean()),
@@ -76,8 +96,25 @@ def summarize(result: RunResult, optimizer: Any, task: TaskFamily,
         "seconds": result.seconds,
         "seconds_per_step": result.seconds / max(result.steps, 1),
         "stop_reason": result.stop_reason,
-        **task.summary(result, problem),
+        **(task.summary(result, problem) if problem is not None else {}),
     }
+
+
+def _has_summary(task: TaskFamily) -> bool:
+    return type(task).summary is not TaskFamily.summary
+
+
+def select_ids(task: TaskFamily, split: str, instances: int | None,
+               ids: Sequence[int] | None = None) -> list[int]:
+    """Explicit ``ids`` (else the ids of ``split``), truncated to the first ``instances``."""
+    chosen = [int(i) for i in ids] if ids is not None else task.instance_ids(split)
+    if instances is not None:
+        if instances < 1:
+            raise ValueError(f"instances must be >= 1, got {instances}")
+        chosen = chosen[:instances]
+    if not chosen:
+        raise ValueError("no instances to run")
+    return chosen
 
 
 def evaluate(
@@ -93,32 +130,53 @@ def evaluate(
     progress: bool = True,
     problem_options: Mapping[str, Any] | None = None,
     keep: dict[str, tuple[RunResult, Problem]] | None = None,
+    ids: Sequence[int] | None = None,
+    backend: Backend | str | None = None,
+    workdir: str | os.PathLike | None = None,
+    resume: bool = False,
+    instance_chunk: int | None = DEFAULT_INSTANCE_CHUNK,
+    trial_chunk: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate each optimizer (name -> hyperparameters) on the first ``instances`` ids of
-    ``split``; returns the ``results.json`` payload.  ``keep``, if given, receives each
-    optimizer's run result and problem (for figures and saved examples)."""
-    ids = task.instance_ids(split)
-    if instances is not None:
-        if instances < 1:
-            raise ValueError(f"instances must be >= 1, got {instances}")
-        ids = ids[:instances]
+    ``split`` (or on the explicit instance ``ids``); returns the ``results.json`` payload.
+
+    The work is split into units of ``instance_chunk`` instances x ``trial_chunk`` trials
+    (``None``: all) per optimizer, run by ``backend`` (a :class:`Backend`, ``"local"``,
+    ``"ray"`` or ``None`` = local); the numbers do not depend on the backend.  With
+    ``workdir`` each finished unit is kept there, and ``resume`` reuses them.  ``keep``, if
+    given, receives each optimizer's merged run result and problem (figures, examples)."""
+    chosen = select_ids(task, split, instances, ids)
+    options = dict(problem_options or {})
+    ctx = RunContext(task, steps, options)
+    plan = {name: make_units(name, {"q": q, **hp}, chosen, trials=trials, seed=seed,
+                             instance_chunk=instance_chunk, trial_chunk=trial_chunk)
+            for name, hp in optimizers.items()}
     start = time.perf_counter()
+    with backend_scope(backend) as runner:
+        outputs, stats = run_units(ctx, [u for us in plan.values() for u in us], runner,
+                                   workdir=workdir, resume=resume, progress=progress,
+                                   desc="evaluate")
+        info = runner.describe()
     blocks: dict[str, Any] = {}
-    with tqdm(total=steps * len(optimizers), disable=not progress, desc="evaluate",
-              unit="step", leave=False) as bar:
-        for name, hp in optimizers.items():
-            bar.set_postfix_str(name)
-            result, opt, problem = run_optimizer(
-                task, name, {"q": q, **hp}, ids, trials=trials, steps=steps, seed=seed,
-                bar=bar, problem_options=problem_options)
-            blocks[name] = summarize(result, opt, task, problem)
+    with torch_threads(ctx.threads):
+        for name, units in plan.items():
+            parts = [outputs[u.uid] for u in units]
+            device = getattr(task, "device", "cpu")
+            result, state = merge(units, parts, device=device)
+            problem = None
+            if keep is not None or _has_summary(task):
+                problem = task.problem(chosen, trials=trials, seed=seed, **options)
+                problem.restore(state)
+            blocks[name] = block(result, parts[0]["hyperparameters"], task, problem)
             if keep is not None:
-                keep[name] = (result, problem)
+                keep[name] = (result, problem)  # type: ignore[assignment]
     return {
         "task": task.name, "task_options": task.describe(), "split": split, "steps": steps,
-        "q": q, "instances": list(ids), "trials": trials, "seed": seed,
+        "q": q, "instances": list(chosen), "trials": trials, "seed": seed,
         "device": task.describe().get("device", "cpu"), "seconds": time.perf_counter() - start,
         "optimizers": blocks,
+        "chunks": {"instances": instance_chunk, "trials": trial_chunk},
+        "backend": {**info, **stats},
     }
 
 

@@ -4,20 +4,31 @@
 and ``beta2`` in {0.99, 0.996, 0.999}) the coarse grid ``delta in {0.01, 0.1, 1, 10, 100,
 1000}`` is run, then a linear refinement ``delta* x {0.2, 0.4, ..., 2.0}`` around the best
 coarse value.  Selection is by mean final loss over TRAINING instances only; diverged runs
-count as ``inf``.
+count as ``inf``.  The grid points run as work units on a backend (local or Ray), coarse
+points in parallel, then the refinements.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
-from zol2l.experiments.evaluate import mean_final_loss, run_optimizer
+from zol2l.experiments.backends import Backend, backend_scope
+from zol2l.experiments.evaluate import mean_final_loss, select_ids
+from zol2l.experiments.runner import add_stats, run_units
+from zol2l.experiments.units import (
+    DEFAULT_INSTANCE_CHUNK,
+    RunContext,
+    digest,
+    make_units,
+    merge,
+    torch_threads,
+)
 from zol2l.tasks.base import TaskFamily
 
 COARSE = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
@@ -46,42 +57,84 @@ def tune(
     coarse: Sequence[float] = COARSE,
     refine: Sequence[float] = REFINE,
     progress: bool = True,
+    backend: Backend | str | None = None,
+    workdir: str | os.PathLike | None = None,
+    resume: bool = False,
+    instance_chunk: int | None = DEFAULT_INSTANCE_CHUNK,
+    trial_chunk: int | None = None,
 ) -> dict[str, Any]:
-    """Tune each optimizer in ``names`` on training instances; returns the hparams payload."""
-    ids = task.instance_ids("train")
-    ids = ids[:instances] if instances is not None else ids
+    """Tune each optimizer in ``names`` on training instances; returns the hparams payload.
+
+    Every grid point is split into work units (see
+    :func:`~zol2l.experiments.evaluate.evaluate` for ``backend``, ``workdir``, ``resume`` and
+    the chunk sizes): all coarse points of all optimizers run in parallel, then all
+    refinements."""
+    ids = select_ids(task, "train", instances)
+    ctx = RunContext(task, steps, {})
     start = time.perf_counter()
+
+    def point(name: str, hp: dict[str, Any]) -> tuple[str, str]:
+        return name, digest(hp)
+
+    scores: dict[tuple[str, str], float] = {}
+    stats: dict[str, Any] = {}
+
+    def score_all(points: list[tuple[str, dict[str, Any]]], desc: str) -> None:
+        plan = {point(n, hp): make_units(n, {"q": q, **hp}, ids, trials=trials, seed=seed,
+                                         instance_chunk=instance_chunk,
+                                         trial_chunk=trial_chunk)
+                for n, hp in points}
+        nonlocal stats
+        outputs, more = run_units(ctx, [u for us in plan.values() for u in us], runner,
+                                  workdir=workdir, resume=resume, progress=progress, desc=desc)
+        stats = add_stats(stats, more)
+        with torch_threads(ctx.threads):
+            for key, units in plan.items():
+                result, _ = merge(units, [outputs[u.uid] for u in units])
+                scores[key] = mean_final_loss(result)
+
+    grids = {name: _grid(name) for name in names}
+    with backend_scope(backend) as runner:
+        score_all([(n, {**extra, "delta": d}) for n in names for extra in grids[n]
+                   for d in coarse], "tune coarse")
+        best_coarse: dict[tuple[str, int], float] = {}
+        fine_points: list[tuple[str, dict[str, Any]]] = []
+        for n in names:
+            for k, extra in enumerate(grids[n]):
+                values = {d: scores[point(n, {**extra, "delta": d})] for d in coarse}
+                best_coarse[n, k] = d0 = min(values, key=lambda d: values[d])
+                fine_points += [(n, {**extra, "delta": d0 * r}) for r in refine if r != 1.0]
+        score_all(fine_points, "tune refine")
+        info = runner.describe()
     table: dict[str, Any] = {}
-    total = sum(len(_grid(n)) * (len(coarse) + len(refine)) for n in names)
-    with tqdm(total=total, disable=not progress, desc="tune", unit="run", leave=False) as bar:
-        for name in names:
-            trials_log: list[dict[str, Any]] = []
-
-            def score(hp: dict[str, Any], name: str = name,
-                      log: list[dict[str, Any]] = trials_log) -> float:
-                result, _, _ = run_optimizer(task, name, {"q": q, **hp}, ids, trials=trials,
-                                          steps=steps, seed=seed)
-                value = mean_final_loss(result)
-                log.append({**hp, "final_loss_mean": value})
-                bar.update(1)
-                return value
-
-            best: tuple[float, dict[str, Any]] = (float("inf"), {})
-            for extra in _grid(name):
-                coarse_scores = {d: score({**extra, "delta": d}) for d in coarse}
-                d0 = min(coarse_scores, key=lambda d: coarse_scores[d])
-                fine = {d0 * r: score({**extra, "delta": d0 * r}) for r in refine if r != 1.0}
-                fine[d0] = coarse_scores[d0]
-                d1 = min(fine, key=lambda d: fine[d])
-                if fine[d1] < best[0]:
-                    best = (fine[d1], {**extra, "delta": d1})
-            if not best[1]:
-                raise RuntimeError(f"every run of {name} diverged: widen the grid")
-            table[name] = {"hyperparameters": {**best[1], "q": q},
-                           "final_loss_mean": best[0], "trials": trials_log}
+    for name in names:
+        trials_log: list[dict[str, Any]] = []
+        best: tuple[float, dict[str, Any]] = (float("inf"), {})
+        for k, extra in enumerate(grids[name]):
+            coarse_scores = {}
+            for d in coarse:
+                coarse_scores[d] = scores[point(name, {**extra, "delta": d})]
+                trials_log.append({**extra, "delta": d, "final_loss_mean": coarse_scores[d]})
+            d0 = best_coarse[name, k]
+            fine = {}
+            for r in refine:
+                if r != 1.0:
+                    fine[d0 * r] = scores[point(name, {**extra, "delta": d0 * r})]
+                    trials_log.append({**extra, "delta": d0 * r,
+                                       "final_loss_mean": fine[d0 * r]})
+            fine[d0] = coarse_scores[d0]
+            d1 = min(fine, key=lambda d: fine[d])
+            if fine[d1] < best[0]:
+                best = (fine[d1], {**extra, "delta": d1})
+        if not best[1]:
+            raise RuntimeError(f"every run of {name} diverged: widen the grid")
+        table[name] = {"hyperparameters": {**best[1], "q": q},
+                       "final_loss_mean": best[0], "trials": trials_log}
     return {
         "task": task.name, "task_options": task.describe(), "split": "train",
         "instances": list(ids), "trials": trials, "steps": steps, "q": q, "seed": seed,
         "coarse": list(coarse), "refine": list(refine), "device": str(torch.device("cpu")),
         "seconds": time.perf_counter() - start, "optimizers": table,
+        "chunks": {"instances": instance_chunk, "trials": trial_chunk},
+        "backend": {**info, **stats},
     }

@@ -63,6 +63,10 @@ class RNNConfig:
             QueryRNN has two: estimate and update) or one for all.
         logsign_p: ``p`` of the log/sign preprocessing.
         head_init: factor applied to the head's initial weights (0.1 as the authors).
+        output_scale: fixed factor on the head's output (1 unless a warm start was scaled
+            for finetuning, ``zol2l meta-train --init-alpha``).  A fixed factor rather than
+            scaled head weights, because Adam's steps do not shrink with the weights: a
+            head scaled by 0.01 takes 100x larger relative steps and diverges in one run.
     """
 
     hidden: int = 10
@@ -70,6 +74,7 @@ class RNNConfig:
     input_scale: tuple[float, ...] = (1.0,)
     logsign_p: float = 10.0
     head_init: float = 0.1
+    output_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.preprocess not in PREPROCESS:
@@ -82,6 +87,8 @@ class RNNConfig:
         object.__setattr__(self, "input_scale", tuple(float(s) for s in scales))
         if not self.input_scale or not all(math.isfinite(s) and s > 0 for s in self.input_scale):
             raise ValueError(f"input_scale must be positive and finite, got {self.input_scale}")
+        if not (math.isfinite(self.output_scale) and self.output_scale > 0):
+            raise ValueError(f"output_scale must be positive and finite, got {self.output_scale}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serializable form."""
@@ -162,7 +169,10 @@ class CoordinateLSTM(nn.Module):
         if hidden is None:
             hidden = self.init_hidden(nprob, dim, inputs.device)
         h, c = self.cell(flat, hidden)
-        return self.head(h).reshape(nprob, dim).to(inputs.dtype), (h, c)
+        out = self.head(h)
+        if self.config.output_scale != 1.0:
+            out = out * self.config.output_scale
+        return out.reshape(nprob, dim).to(inputs.dtype), (h, c)
 
 
 class UpdateRNN(CoordinateLSTM):

@@ -41,6 +41,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--stage", required=True, choices=STAGES)
     p.add_argument("--init", default=None,
                    help="stage-1 checkpoint (required for --stage query; warm start otherwise)")
+    p.add_argument("--init-alpha", type=float, default=1.0,
+                   help="scale the warm start's updates by this factor (section 4.3 alpha; "
+                        "finetuning on a task that needs smaller steps)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--grad", choices=GRADS, default="auto",
                    help="optimizee gradients for the meta-loss: autograd, zo (eq. 5) or auto")
@@ -73,6 +76,7 @@ def config_from_args(args: argparse.Namespace) -> MetaConfig:
     """The :class:`MetaConfig` of parsed ``meta-train`` arguments."""
     return MetaConfig(
         task=args.task, stage=args.stage, out=str(args.out), init=args.init,
+        init_alpha=args.init_alpha,
         task_options=dict(args.task_option), grad=args.grad, meta_loss=args.meta_loss,
         epochs=args.epochs, runs_per_epoch=args.runs_per_epoch, steps=args.steps,
         unroll=args.unroll, lr=args.lr, batch=args.batch, q=args.q, mu=args.mu,

@@ -24,6 +24,10 @@ class MetaConfig:
             (train the QueryRNN with the UpdateRNN of ``init`` frozen).
         out: output folder.
         init: stage-1 checkpoint (required for ``"query"``; for ``"update"`` a warm start).
+        init_alpha: for a warm start, multiply the UpdateRNN's output by this fixed factor
+            (its ``output_scale``, saved with the weights): training starts from the ``init``
+            optimizer run with update scale ``alpha`` (section 4.3), for finetuning on a task
+            whose updates must be smaller (MNIST -> CIFAR-10).
         grad: optimizee gradients for the meta-loss: ``"autograd"``, ``"zo"`` (eq. 5) or
             ``"auto"`` (autograd when the task's objective is differentiable).
         meta_loss: ``"eq4"`` or ``"telescoping"`` (:mod:`zol2l.meta.objective`).
@@ -46,6 +50,7 @@ class MetaConfig:
     stage: str
     out: str
     init: str | None = None
+    init_alpha: float = 1.0
     task_options: dict[str, Any] = field(default_factory=dict)
     grad: str = "auto"
     meta_loss: str = "eq4"
@@ -76,6 +81,10 @@ class MetaConfig:
             raise ValueError(f"meta_loss must be one of {META_LOSSES}, got {self.meta_loss!r}")
         if self.stage == "query" and not self.init:
             raise ValueError("stage 'query' needs --init, the stage-1 (update) checkpoint")
+        if not float(self.init_alpha) > 0:
+            raise ValueError(f"init_alpha must be positive, got {self.init_alpha}")
+        if float(self.init_alpha) != 1.0 and (self.stage != "update" or not self.init):
+            raise ValueError("init_alpha scales a warm start: it needs --stage update and --init")
         for name in ("epochs", "runs_per_epoch", "steps", "unroll", "batch", "val_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -94,6 +103,8 @@ class MetaConfig:
                  "--out", str(self.out)]
         if self.init:
             parts += ["--init", str(self.init)]
+        if float(self.init_alpha) != 1.0:
+            parts += ["--init-alpha", repr(float(self.init_alpha))]
         for key, value in sorted(self.task_options.items()):
             parts += ["--task-option", f"{key}={value}"]
         for name in ("grad", "meta_loss", "epochs", "runs_per_epoch", "steps", "unroll", "lr",

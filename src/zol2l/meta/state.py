@@ -53,7 +53,7 @@ class TrainerFiles:
         if not self.state_path.exists():
             raise FileNotFoundError(f"nothing to resume: {self.state_path} does not exist")
         state = torch.load(self.state_path, weights_only=True)
-        before = json.loads(state["config"])
+        before = {"init_alpha": 1.0, **json.loads(state["config"])}  # older runs lack it
         now = self.config.to_dict()
         changed = sorted(k for k in now if k not in RESUMABLE and before.get(k) != now[k])
         if changed:

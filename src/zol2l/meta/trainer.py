@@ -45,7 +45,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -151,8 +151,9 @@ class MetaTrainer:
             self.update_rnn = warm.requires_grad_(False)  # frozen: bitwise unchanged
         if saved is not None:
             config = RNNConfig.from_dict(json.loads(saved["rnn_config"]))
-        elif cfg.stage == "update" and warm is not None:
-            config = warm.config
+        elif cfg.stage == "update" and warm is not None:  # --init-alpha scales its output
+            config = replace(warm.config,
+                             output_scale=warm.config.output_scale * float(cfg.init_alpha))
         else:
             scale: list[float] = [1.0]
             if cfg.preprocess == "scale":

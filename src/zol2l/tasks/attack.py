@@ -12,6 +12,12 @@ CIFAR-10.  The optimization variable is ``w`` with ``x = (tanh(w) + 1) / 2`` (``
 One call of the objective evaluates every candidate of every image in target forward passes
 of at most ``max_batch`` images.
 
+Lower-dimensional attacks (appendix C.1, Figure 8): with the problem option
+``perturbation_size=(h, w)`` the variable is a perturbation ``delta`` of ``h * w`` values per
+channel, bilinearly resized (``align_corners=False``) to the image size, ``up(delta)``, and
+applied where the default variable moves: ``x = (tanh(w0 + up(delta)) + 1) / 2`` with the
+tanh box, ``x = clip(x0 + up(delta), 0, 1)`` with the clamp box; ``delta0 = 0`` in both.
+
 Instances: the test images the target classifies correctly, in a seeded shuffle of the test
 split; the first 100 are "train" instances (meta-training, tuning), the next 100 "test".
 Instance ids are dataset indices.
@@ -39,17 +45,24 @@ class AttackProblem(Problem):
 
     def __init__(self, target: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
                  labels: torch.Tensor, ids: list[int], trials: list[int], *, c: float,
-                 p: int, box: Box, max_batch: int, snapshot_every: int = 0) -> None:
+                 p: int, box: Box, max_batch: int, snapshot_every: int = 0,
+                 perturbation_size: Sequence[int] | None = None) -> None:
         self.target, self.images, self.labels = target, images, labels
         self.ids, self.trials = ids, trials
         self.c, self.p, self.box, self.max_batch = float(c), int(p), box, int(max_batch)
         self.shape = tuple(images.shape[1:])
         flat = images.reshape(images.shape[0], -1)
         self.flat0 = flat
+        self.perturbation_size = _check_size(perturbation_size, self.shape)
         if box == "tanh":
             self.x0 = torch.atanh((2.0 * flat - 1.0) * (1.0 - TANH_EPS))
         else:
             self.x0 = torch.zeros_like(flat)
+        self.w0 = self.x0
+        if self.perturbation_size is not None:  # the variable: a low-resolution perturbation
+            h, w = self.perturbation_size
+            channels = self.shape[0] if len(self.shape) == 3 else 1
+            self.x0 = flat.new_zeros(flat.shape[0], channels * h * w)
         nrow, dev = images.shape[0], images.device
         self.best_dist = torch.full((nrow,), float("inf"), device=dev)
         self.best_x = flat.clone()
@@ -60,8 +73,26 @@ class AttackProblem(Problem):
         self._cache: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None
 
     # -------------------------------------------------------------- parametrization
+    def upsample(self, points: torch.Tensor) -> torch.Tensor:
+        """Bilinear resize of low-resolution perturbations ``[..., C * h * w]`` to the image
+        size ``[..., C * H * W]`` (``align_corners=False``); identity without
+        ``perturbation_size``."""
+        if self.perturbation_size is None:
+            return points
+        *lead, _ = points.shape
+        shape = self.shape if len(self.shape) == 3 else (1, *self.shape)
+        small = points.reshape(-1, shape[0], *self.perturbation_size)
+        big = F.interpolate(small, size=tuple(shape[1:]), mode="bilinear", align_corners=False)
+        return big.reshape(*lead, -1)
+
     def to_image(self, points: torch.Tensor) -> torch.Tensor:
         """Map variables ``[B, n, d]`` (or ``[B, d]``) to flat images in ``[0, 1]``."""
+        if self.perturbation_size is not None:
+            up = self.upsample(points)
+            if self.box == "tanh":
+                w0 = self.w0 if points.dim() == 2 else self.w0[:, None, :]
+                return (torch.tanh(w0 + up) + 1.0) / 2.0
+            points = up
         if self.box == "tanh":
             return (torch.tanh(points) + 1.0) / 2.0
         base = self.flat0 if points.dim() == 2 else self.flat0[:, None, :]
@@ -75,9 +106,9 @@ class AttackProblem(Problem):
 
     def _terms(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(margin, distortion, predicted label)``, each ``[B, n]``."""
-        nrow, n, d = points.shape
+        nrow, n, _ = points.shape
         images = self.to_image(points)
-        logp = self._forward(images.reshape(nrow * n, d)).reshape(nrow, n, -1)
+        logp = self._forward(images.reshape(nrow * n, -1)).reshape(nrow, n, -1)
         labels = self.labels[:, None, None].expand(nrow, n, 1)
         true = logp.gather(2, labels)[..., 0]
         others = logp.scatter(2, labels, float("-inf")).amax(dim=2)
@@ -120,6 +151,34 @@ class AttackProblem(Problem):
             self.snapshots[self._seen] = self.to_image(x[:1].detach())[0].clone()
         self._seen += 1
         return {"success": success, "pred": rows["pred"]}
+
+    def state(self) -> dict[str, Any]:
+        """Best successful examples per row, and row 0's snapshots."""
+        return {"best_x": self.best_x, "best_dist": self.best_dist, "best_iter": self.best_iter,
+                "snapshots": dict(self.snapshots), "seen": self._seen}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        dev = self.best_x.device
+        self.best_x = state["best_x"].to(dev)
+        self.best_dist = state["best_dist"].to(dev)
+        self.best_iter = state["best_iter"].to(dev)
+        self.snapshots = {int(t): v.to(dev) for t, v in state["snapshots"].items()}
+        self._seen = int(state["seen"])
+
+
+def _check_size(size: Sequence[int] | None,
+                shape: tuple[int, ...]) -> tuple[int, int] | None:
+    """Validate a ``perturbation_size`` ``(h, w)`` for images of ``shape`` (``C, H, W``)."""
+    if size is None:
+        return None
+    if isinstance(size, (str, bytes)) or len(size) != 2:
+        raise ValueError(f"perturbation_size must be (h, w), got {size!r}")
+    h, w = (int(v) for v in size)
+    if h < 1 or w < 1 or (h, w) != tuple(size):
+        raise ValueError(f"perturbation_size must be two positive integers, got {size!r}")
+    if len(shape) not in (2, 3):
+        raise ValueError(f"perturbation_size needs 2-D images (C, H, W), got shape {shape}")
+    return h, w
 
 
 class AttackFamily(TaskFamily):
@@ -203,7 +262,11 @@ class AttackFamily(TaskFamily):
         return list(self._select()[check_split(split)])
 
     def problem(self, ids: Sequence[int], trials: int = 1, seed: int = 0,
-                snapshot_every: int = 0, **options: Any) -> AttackProblem:
+                snapshot_every: int = 0, perturbation_size: Sequence[int] | None = None,
+                **options: Any) -> AttackProblem:
+        """``len(ids) * trials`` attack rows.  ``snapshot_every``: keep row 0's image every
+        that many iterations; ``perturbation_size=(h, w)``: optimize an ``h x w`` (per
+        channel) perturbation, bilinearly resized to the image (appendix C.1)."""
         if trials < 1 or not len(ids):
             raise ValueError("need at least one image id and one trial")
         rows = [int(i) for i in ids for _ in range(trials)]
@@ -214,8 +277,8 @@ class AttackFamily(TaskFamily):
         return AttackProblem(self.target, self.images[index], self.labels[index], rows,
                              [t for _ in ids for t in range(trials)], c=self.c, p=self.p,
                              box=self.box, max_batch=self.max_batch,
-                             snapshot_every=snapshot_every)
-
+                             snapshot_every=snapshot_every,
+                             perturbation_size=perturbation_size)
 
     def summary(self, result: Any, problem: Problem) -> dict[str, Any]:
         """Attack metrics: success rate, iterations/queries to first success, distortions."""

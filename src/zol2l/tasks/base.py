@@ -62,6 +62,16 @@ class Problem(ABC):
         """Per-row task metrics of ``x`` (e.g. attack success), recorded by the loop."""
         return {}
 
+    def state(self) -> dict[str, Any]:
+        """What a finished run left in the problem that :meth:`TaskFamily.summary` or saved
+        examples need: tensors with one entry per row (merged across work units by
+        concatenation) and other values that describe row 0 (taken from the first unit)."""
+        return {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Put a problem over the same rows back into the :meth:`state` its runs ended in."""
+        return None
+
 
 class TaskFamily(ABC):
     """A family of problem instances."""

@@ -1,0 +1,274 @@
+"""The experiment registry of ``zol2l reproduce`` and the context every experiment runs in.
+
+An experiment is a function ``f(ctx) -> dict`` registered with :func:`experiment`.  It reads
+its sizes from ``ctx.pick(quick=..., full=...)``, runs its optimizers through
+:meth:`Context.evaluate` (the evaluation harness, any backend) or :func:`zol2l.loop.run`,
+writes its figures into ``ctx.out`` and returns::
+
+    {"protocol": {...what ran: instances, trials, steps, q, grids...},
+     "results": {...measured numbers...},
+     "checks": [{"claim": str, "holds": bool | None, "evidence": str}, ...],
+     "figures": ["fig.png", ...]}
+
+:func:`run_experiment` adds the experiment's name, the paper's claim, the machine, the run time
+and the sources of the optimizers, and writes ``ctx.out / "results.json"`` atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zol2l.fileio import write_json_atomic
+from zol2l.tasks import make_task
+from zol2l.tasks.base import TaskFamily
+
+ExperimentFn = Callable[["Context"], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A registered experiment: ``name``, what the paper shows (``paper``), and its function."""
+
+    name: str
+    paper: str
+    func: ExperimentFn
+
+
+EXPERIMENTS: dict[str, Experiment] = {}
+
+
+def experiment(name: str, paper: str) -> Callable[[ExperimentFn], ExperimentFn]:
+    """Decorator: register ``func`` as the experiment ``name``; ``paper`` is the claim it checks."""
+
+    def wrap(func: ExperimentFn) -> ExperimentFn:
+        if name in EXPERIMENTS:
+            raise ValueError(f"experiment {name!r} registered twice")
+        EXPERIMENTS[name] = Experiment(name, paper, func)
+        return func
+
+    return wrap
+
+
+#: the paper's order (sections 4.1-4.4, then the appendix figures)
+ORDER = ("fig2-mnist", "fig2-cifar10", "table1", "fig3", "fig4", "fig8", "fig9", "fig10",
+         "fig11", "generalization")
+
+
+def available_experiments() -> list[str]:
+    """Names of the registered experiments, in the paper's order."""
+    rank = {name: i for i, name in enumerate(ORDER)}
+    return sorted(EXPERIMENTS, key=lambda name: (rank.get(name, len(ORDER)), name))
+
+
+#: tasks whose baselines are tuned and shipped in ``zol2l/tuned/`` (``zol2l tune`` output)
+TUNED = ("binary-classification", "mnist-attack", "cifar10-attack")
+BASELINES = ("zo-sgd", "zo-signsgd", "zo-adam", "zo-szvrg", "zo-guided-es")
+
+
+def tuned_file(task: str) -> Path:
+    """The shipped ``zol2l tune`` file of ``task``."""
+    path = Path(str(resources.files("zol2l") / "tuned" / f"{task}.json"))
+    if not path.is_file():
+        raise FileNotFoundError(f"no tuned baselines shipped for {task!r} ({path}); run "
+                                f"`zol2l reproduce ... --retrain` to tune them")
+    return path
+
+
+@dataclass
+class Context:
+    """Everything an experiment needs: sizes, tasks, tuned baselines, learned checkpoints.
+
+    Attributes:
+        out: the experiment's output folder.
+        quick: run the small version (tests, smoke checks).
+        retrain: tune the baselines and meta-train ZO-LSTM first (into ``out/retrained``)
+            instead of using the shipped files.
+        data_dir, device: passed to the attack tasks.
+        seed: run seed of every evaluation.
+        backend, resume: passed to :func:`zol2l.experiments.evaluate.evaluate`.
+        progress: show progress bars.
+        images, instances, trials: caps on the paper's protocol sizes (attack images, binary
+            classification instances, trials per instance) for machines where the full
+            protocol does not fit; ``None`` runs the paper's sizes.  What ran is recorded.
+        cifar_images: a separate cap for CIFAR-10 images (``images`` when ``None``): its
+            forward passes cost about 4x MNIST's and it queries 51 points per step.
+        root: folder of the whole ``reproduce`` call (``retrained/`` lives there); ``out``
+            by default.
+    """
+
+    out: Path
+    quick: bool = False
+    retrain: bool = False
+    data_dir: str | None = None
+    device: str = "cpu"
+    seed: int = 0
+    backend: Any = None
+    resume: bool = False
+    progress: bool = True
+    root: Path | None = None
+    images: int | None = None
+    cifar_images: int | None = None
+    instances: int | None = None
+    trials: int | None = None
+    sources: dict[str, Any] = field(default_factory=dict)
+    _tasks: dict[tuple[str, str], TaskFamily] = field(default_factory=dict, repr=False)
+    _tuned: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict, repr=False)
+    _learned: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.root = Path(self.root) if self.root is not None else self.out
+
+    def pick(self, quick: Any, full: Any) -> Any:
+        """``quick`` in a quick run, else ``full``."""
+        return quick if self.quick else full
+
+    def n_images(self, full: int = 100, quick: int = 2, task: str = "mnist-attack") -> int:
+        """Attack images of ``task`` to use: ``quick``, else ``min(full, images cap)``."""
+        cap = self.cifar_images if task == "cifar10-attack" and self.cifar_images else self.images
+        return quick if self.quick else min(full, cap or full)
+
+    def n_instances(self, full: int = 100, quick: int = 2) -> int:
+        """Binary-classification instances to use: ``quick``, else ``min(full, cap)``."""
+        return quick if self.quick else min(full, self.instances or full)
+
+    def n_trials(self, full: int = 10, quick: int = 1) -> int:
+        """Trials per instance: ``quick``, else ``min(full, trials cap)``."""
+        return quick if self.quick else min(full, self.trials or full)
+
+    def task(self, name: str, **options: Any) -> TaskFamily:
+        """The task family ``name`` (cached per options); attack tasks get the context's data
+        folder and device."""
+        if name.endswith("-attack"):
+            options = {"data_dir": self.data_dir, "device": self.device, **options}
+        key = (name, json.dumps(options, sort_keys=True, default=str))
+        if key not in self._tasks:
+            self._tasks[key] = make_task(name, **options)
+        return self._tasks[key]
+
+    def baselines(self, task: str, names: Sequence[str] = BASELINES) -> dict[str, dict[str, Any]]:
+        """Tuned hyperparameters of the hand-designed optimizers ``names`` on ``task``
+        (``{}`` for a name the tuning file lacks: the optimizer's defaults)."""
+        if task not in self._tuned:
+            if self.retrain:
+                from zol2l.experiments.reproduce.retrain import retune
+
+                path = retune(self, task)
+            else:
+                path = tuned_file(task)
+            payload = json.loads(path.read_text())
+            self._tuned[task] = {n: dict(e["hyperparameters"])
+                                 for n, e in payload["optimizers"].items()}
+            self.sources[f"tuned:{task}"] = {"file": str(path), "split": payload.get("split"),
+                                             "instances": len(payload.get("instances", [])),
+                                             "device": payload.get("device")}
+        table = self._tuned[task]
+        return {n: dict(table.get(n, {})) for n in names}
+
+    def learned(self, task: str) -> str:
+        """Checkpoint spec of the ZO-LSTM trained on ``task``: ``pretrained:TASK`` or, with
+        ``retrain``, the stage-2 file meta-trained into ``out/retrained``."""
+        if task not in self._learned:
+            if self.retrain:
+                from zol2l.experiments.reproduce.retrain import meta_train
+
+                self._learned[task] = str(meta_train(self, task))
+            else:
+                self._learned[task] = f"pretrained:{task}"
+            self.sources[f"zo-lstm:{task}"] = self._learned[task]
+        return self._learned[task]
+
+    def evaluate(self, task: TaskFamily, optimizers: Mapping[str, Mapping[str, Any]], *,
+                 tag: str, **kwargs: Any) -> dict[str, Any]:
+        """:func:`~zol2l.experiments.evaluate.evaluate` through the context's backend; finished
+        work units are kept in ``out/units/TAG`` so that ``--resume`` skips them.
+
+        A key of ``optimizers`` that is not a registered name is a label (for example
+        ``"zo-lstm-finetune"``): its hyperparameters then name the registered optimizer under
+        ``"optimizer"`` (``{"optimizer": "zo-lstm", "checkpoint": ...}``), and its block
+        appears under the label in the returned payload."""
+        from zol2l.experiments.evaluate import evaluate
+
+        kwargs.setdefault("seed", self.seed)
+        kwargs.setdefault("progress", self.progress)
+        keep = kwargs.pop("keep", None)
+        groups: list[tuple[str | None, dict[str, Mapping[str, Any]]]] = [(None, {})]
+        for label, hp in optimizers.items():
+            if "optimizer" in hp:
+                real = dict(hp)
+                groups.append((label, {str(real.pop("optimizer")): real}))
+            else:
+                groups[0][1][label] = hp
+        payload: dict[str, Any] | None = None
+        blocks: dict[str, Any] = {}
+        for label, table in groups:
+            if not table:
+                continue
+            sub = tag if label is None else f"{tag}-{label}"
+            kept: dict[str, Any] = {}
+            part = evaluate(task, table, keep=kept if keep is not None else None,
+                            backend=self.backend, workdir=self.out / "units" / sub,
+                            resume=self.resume, **kwargs)
+            for name, block in part["optimizers"].items():
+                blocks[label or name] = block
+                if keep is not None and name in kept:
+                    keep[label or name] = kept[name]
+            if payload is None:
+                payload = part
+            else:
+                payload["seconds"] += part["seconds"]
+        assert payload is not None, "no optimizers to evaluate"
+        payload["optimizers"] = {name: blocks[name] for name in optimizers}
+        return payload
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
+                            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                            "torch": torch.__version__}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def run_experiment(name: str, ctx: Context) -> dict[str, Any]:
+    """Run the experiment ``name`` in ``ctx`` and write ``ctx.out / "results.json"``."""
+    try:
+        exp = EXPERIMENTS[name]
+    except KeyError:
+        raise ValueError(f"unknown experiment {name!r}; available: "
+                         f"{', '.join(available_experiments())}, all") from None
+    start = time.perf_counter()
+    body = exp.func(ctx)
+    missing = {"protocol", "results", "checks", "figures"} - set(body)
+    if missing:
+        raise RuntimeError(f"experiment {name} returned no {sorted(missing)}")
+    for fig in body["figures"]:
+        if not (ctx.out / fig).is_file():
+            raise RuntimeError(f"experiment {name} lists figure {fig} but did not write it")
+    payload = {
+        "experiment": name, "paper": exp.paper, "quick": ctx.quick, "retrain": ctx.retrain,
+        "seed": ctx.seed, "device": ctx.device, "machine": machine(),
+        "seconds": time.perf_counter() - start, "sources": dict(ctx.sources), **body,
+    }
+    write_json_atomic(ctx.out / "results.json", payload)
+    return payload

@@ -1,0 +1,91 @@
+"""Figure helpers shared by the ``zol2l reproduce`` experiments (matplotlib, Agg backend).
+
+Every panel draws a mean curve with a shaded +-1 std band, as the paper's figures do; a
+figure is a grid of such panels, written at 120 dpi.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+#: one colour per optimizer, the same in every figure
+COLORS = {
+    "zo-sgd": "tab:blue", "zo-signsgd": "tab:orange", "zo-adam": "tab:green",
+    "zo-szvrg": "tab:brown", "zo-guided-es": "tab:olive", "zo-lstm": "tab:red",
+    "zo-lstm-no-query": "tab:purple", "zo-lstm-no-update": "tab:pink",
+    "zo-lstm-guided-es": "tab:gray", "zo-lstm-finetune": "tab:cyan",
+}
+LABELS = {
+    "zo-sgd": "ZO-SGD", "zo-signsgd": "ZO-signSGD", "zo-adam": "ZO-ADAM",
+    "zo-szvrg": "ZO-SZVR-G", "zo-guided-es": "Guided-ES", "zo-lstm": "ZO-LSTM",
+    "zo-lstm-no-query": "ZO-LSTM-no-query", "zo-lstm-no-update": "ZO-LSTM-no-update",
+    "zo-lstm-guided-es": "ZO-LSTM-GuidedES", "zo-lstm-finetune": "ZO-LSTM-finetune",
+}
+
+
+def label(name: str) -> str:
+    """The paper's name of an optimizer (``name`` itself when unknown)."""
+    return LABELS.get(name, name)
+
+
+def color(name: str) -> str | None:
+    """A fixed colour per optimizer (``None``: matplotlib's cycle)."""
+    return COLORS.get(name)
+
+
+def band(ax: Any, xs: Sequence[float] | np.ndarray, mean: Sequence[float] | np.ndarray,
+         std: Sequence[float] | np.ndarray | None, name: str, *, log: bool = False,
+         lw: float = 1.6) -> None:
+    """Plot ``mean`` against ``xs`` with a shaded ``+-std`` band, labelled and coloured."""
+    xs, mean = np.asarray(xs, dtype=float), np.asarray(mean, dtype=float)
+    (line,) = ax.plot(xs, mean, label=label(name), color=color(name), lw=lw)
+    if std is not None:
+        std = np.asarray(std, dtype=float)
+        low = mean - std
+        if log:
+            low = np.maximum(low, np.nanmin(mean[mean > 0]) * 0.5 if (mean > 0).any() else 1e-12)
+        ax.fill_between(xs, low, mean + std, color=line.get_color(), alpha=0.18, lw=0)
+    if log:
+        ax.set_yscale("log")
+
+
+def loss_panel(ax: Any, blocks: Mapping[str, Mapping[str, Any]], *, title: str,
+               queries: bool = False, log: bool = False, ylabel: str = "loss") -> None:
+    """One panel of mean loss +- std per optimizer from evaluation blocks
+    (``results.json["optimizers"]``), against iterations or against queries."""
+    for name, block in blocks.items():
+        mean = np.asarray(block["loss_mean"], dtype=float)
+        xs = np.arange(len(mean), dtype=float)
+        if queries:
+            xs = np.concatenate([[0], np.cumsum(block["queries_per_step"])])[: len(mean)]
+        band(ax, xs, mean, block.get("loss_std"), name, log=log)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("queries" if queries else "iteration")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=8)
+
+
+def grid(nrows: int, ncols: int, *, width: float = 4.6, height: float = 3.6) -> tuple[Any, Any]:
+    """A figure with an ``nrows x ncols`` array of axes (always 2-D)."""
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False,
+                             figsize=(width * ncols, height * nrows + 0.4))
+    return fig, axes
+
+
+def save(fig: Any, path: str | os.PathLike, *, suptitle: str | None = None) -> str:
+    """Title, lay out, write and close ``fig``; returns the file name."""
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return os.path.basename(os.fspath(path))
