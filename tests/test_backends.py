@@ -273,3 +273,16 @@ def test_external_targets_pickle_for_ray_workers(tmp_path: Path) -> None:
     copy = pickle.loads(pickle.dumps(target))  # TorchScript modules themselves do not pickle
     x = torch.rand(5, 1, 2, 2)
     assert torch.equal(copy(x), target(x)) and copy.outputs == "logits"
+
+
+@needs_data
+def test_reproduce_on_ray_matches_local(ray_session: Any, tmp_path: Path) -> None:
+    """``zol2l reproduce --backend ray``: the experiment's numbers equal the local run's."""
+    args = ["reproduce", "fig11", "--quick", "--quiet", "--data-dir", str(DATA)]
+    assert main([*args, "--out", str(tmp_path / "local")]) == 0
+    assert main([*args, "--backend", "ray", "--out", str(tmp_path / "ray")]) == 0
+    local, distributed = (json.loads((tmp_path / d / "results.json").read_text())
+                          for d in ("local", "ray"))
+    assert distributed["results"] == local["results"]
+    assert distributed["checks"] == local["checks"]
+    assert list((tmp_path / "ray" / "units").rglob("*.pt"))

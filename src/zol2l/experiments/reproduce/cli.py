@@ -56,11 +56,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         from zol2l.experiments.backends import make_backend
 
         backend = make_backend(args.backend, address=args.ray_address)
-    payload = reproduce(args.name, args.out, quick=args.quick, retrain=args.retrain,
-                        data_dir=args.data_dir, device=args.device, seed=args.seed,
-                        backend=backend, resume=args.resume, progress=not args.quiet,
-                        images=args.images, cifar_images=args.cifar_images,
-                        instances=args.instances, trials=args.trials)
+    try:
+        payload = reproduce(args.name, args.out, quick=args.quick, retrain=args.retrain,
+                            data_dir=args.data_dir, device=args.device, seed=args.seed,
+                            backend=backend, resume=args.resume, progress=not args.quiet,
+                            images=args.images, cifar_images=args.cifar_images,
+                            instances=args.instances, trials=args.trials)
+    finally:
+        if backend is not None:
+            backend.close()  # shuts down a Ray instance this command started
     runs = payload["experiments"] if args.name == "all" else {args.name: payload}
     for name, entry in runs.items():
         print(f"{name}: {entry['seconds']:.1f} s")
