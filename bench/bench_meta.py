@@ -3,13 +3,17 @@
 Usage::
 
     OMP_NUM_THREADS=1 python bench/bench_meta.py timing   # -> bench/results/meta.json
+    python bench/bench_meta.py timing --task mnist-attack --runs 3 --batch 4 \
+        --out bench/results/meta_mnist.json
     OMP_NUM_THREADS=1 python bench/bench_meta.py compare  # -> bench/results/meta_compare.json
     OMP_NUM_THREADS=1 python bench/bench_meta.py decisions  # -> meta_decisions.json (~10 min)
 
 ``timing``: seconds per meta-iteration (one truncation of ``unroll`` steps: forward, backward,
 Adam) of each stage on binary classification (d = 100, q = 20, 8 instances per run), seconds
 per run, peak RSS, and the learned optimizers' per-step overhead against a step's time
-(``zo-lstm`` vs ``zo-sgd``, evaluation mode, no graph).
+(``zo-lstm`` vs ``zo-sgd``, evaluation mode, no graph).  With ``--task mnist-attack`` it times
+the MNIST stages instead (200 steps, unrolled 20 at a time) and projects the released code's
+schedule, 20 epochs x 10 runs for stage 1 and 40 x 10 for stage 2.
 
 ``compare``: short stage-1 meta-trainings with each input preprocessing (``scale``,
 ``none`` = the authors' raw inputs, ``logsign``) and each meta-loss (``eq4``,
@@ -51,9 +55,10 @@ def _trainer(out: Path, **kw: Any) -> MetaTrainer:
     return MetaTrainer(MetaConfig(out=str(out), **kw), progress=False)
 
 
-def time_stage(tmp: Path, stage: str, init: str | None, runs: int) -> dict[str, Any]:
-    """Time ``runs`` meta-training runs of one stage on binary classification."""
-    trainer = _trainer(tmp / stage, task="binary-classification", stage=stage, init=init,
+def time_stage(tmp: Path, stage: str, init: str | None, runs: int,
+               task: str = "binary-classification", batch: int = 8) -> dict[str, Any]:
+    """Time ``runs`` meta-training runs of one stage on ``task``."""
+    trainer = _trainer(tmp / stage, task=task, stage=stage, init=init, batch=batch,
                        epochs=1, runs_per_epoch=runs, val_every=1000)
     tick = time.perf_counter()
     trainer.fit()
@@ -93,6 +98,20 @@ def step_overhead(checkpoint: str) -> dict[str, Any]:
 
 
 def timing(args: argparse.Namespace) -> dict[str, Any]:
+    if args.task != "binary-classification":
+        with tempfile.TemporaryDirectory() as tmp:
+            stage1 = time_stage(Path(tmp), "update", None, args.runs, args.task, args.batch)
+            stage2 = time_stage(Path(tmp), "query", stage1.pop("checkpoint"), args.runs,
+                                args.task, args.batch)
+            stage2.pop("checkpoint")
+        schedule = {"update": 20 * 10, "query": 40 * 10}
+        projected = {k: schedule[k] * b["seconds_per_run_median"]
+                     for k, b in (("update", stage1), ("query", stage2))}
+        return {"task": args.task, "batch": args.batch, "steps": 200, "unroll": 20,
+                "stages": {"update": stage1, "query": stage2},
+                "released_schedule_runs": schedule,
+                "released_schedule_seconds": {**projected, "total": sum(projected.values())},
+                "peak_rss_mb": _rss_mb()}
     with tempfile.TemporaryDirectory() as tmp:
         stage1 = time_stage(Path(tmp), "update", None, args.runs)
         stage2 = time_stage(Path(tmp), "query", stage1["checkpoint"], args.runs)
@@ -172,6 +191,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=("timing", "compare", "decisions"))
     parser.add_argument("--runs", type=int, default=10, help="timing: runs per stage")
+    parser.add_argument("--task", default="binary-classification", help="timing: task family")
+    parser.add_argument("--batch", type=int, default=8, help="timing: instances per run")
     parser.add_argument("--epochs", type=int, default=5, help="compare: epochs per variant")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
