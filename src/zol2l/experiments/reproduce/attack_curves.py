@@ -54,7 +54,7 @@ def _best(numbers: dict[str, float | None], lower: bool = True) -> str | None:
 def _fig2(ctx: Context, dataset: str) -> dict[str, Any]:
     task_name = f"{dataset}-attack"
     task = ctx.task(task_name)
-    steps = ctx.pick(15, task.default_steps)
+    steps = ctx.pick(15 if dataset == "mnist" else 5, task.default_steps)
     q = task.default_q
     table = _optimizers(ctx, task_name)
     test_ids = task.instance_ids("test")
