@@ -29,7 +29,8 @@ from pathlib import Path
 
 import torch
 
-from zol2l.experiments.evaluate import run_optimizer
+from zol2l.experiments.evaluate import evaluate
+from zol2l.experiments.units import UNIT_THREADS, torch_threads
 from zol2l.tasks import make_task
 
 
@@ -66,8 +67,11 @@ def main() -> None:
     start = time.perf_counter()
     hp = {"q": q, "checkpoint": f"pretrained:{task.name}"} if args.optimizer.startswith(
         "zo-lstm") else {"q": q}
-    result, _, problem = run_optimizer(task, args.optimizer, hp, ids, trials=1,
-                                       steps=args.steps, seed=0)
+    kept: dict = {}
+    # one work unit (all images in one batch), run in this process through the harness
+    payload = evaluate(task, {args.optimizer: hp}, ids=ids, trials=1, steps=args.steps, q=q,
+                       seed=0, progress=False, keep=kept, instance_chunk=None)
+    _, problem = kept[args.optimizer]
     if device.type == "cuda":
         torch.cuda.synchronize()
     attack_seconds = time.perf_counter() - start
@@ -77,7 +81,7 @@ def main() -> None:
     # bare forward passes: one step's candidate images, chunked like the oracle does
     per_step = len(ids) * (q + 1)
     batch = problem.to_image(problem.x0[:, None, :].expand(-1, q + 1, -1)).reshape(per_step, -1)
-    with torch.no_grad():
+    with torch.no_grad(), torch_threads(UNIT_THREADS):  # as the attack's unit ran
         for part in batch.split(args.max_batch):  # warm-up
             task.target(part.reshape(-1, *problem.shape))
         tick = time.perf_counter()
@@ -92,7 +96,7 @@ def main() -> None:
         "dataset": args.dataset, "images": len(ids), "trials": 1, "steps": args.steps, "q": q,
         "optimizer": args.optimizer, "max_batch": args.max_batch, "device": str(device),
         "machine": torch.cuda.get_device_name() if device.type == "cuda" else
-        (platform.processor() or platform.machine()), "threads": torch.get_num_threads(),
+        (platform.processor() or platform.machine()), "threads": UNIT_THREADS,
         "attack_seconds": attack_seconds, "bare_forward_seconds": forward_seconds,
         "ratio": attack_seconds / forward_seconds,
         "seconds_inside_target_calls": inside[0],
@@ -100,7 +104,7 @@ def main() -> None:
         "overhead_fraction": 1.0 - inside[0] / attack_seconds,
         "images_per_second": per_step * args.steps / attack_seconds,
         "peak_rss_mib": peak_rss, "rss_before_attack_mib": rss_before,
-        "success_rate": task.summary(result, problem)["success_rate"],
+        "success_rate": payload["optimizers"][args.optimizer]["success_rate"],
     }
     print(json.dumps(payload, indent=1))
     out = args.out or Path(f"bench/results/attack_{args.dataset}_{device.type}.json")

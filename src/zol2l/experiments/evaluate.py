@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from zol2l.experiments.backends import Backend, backend_scope
 from zol2l.experiments.runner import run_units
@@ -41,8 +40,7 @@ from zol2l.experiments.units import (
     torch_threads,
 )
 from zol2l.fileio import write_json_atomic
-from zol2l.loop import RunResult, run
-from zol2l.optimizers import make
+from zol2l.loop import RunResult
 from zol2l.tasks.base import Problem, TaskFamily
 
 
@@ -53,29 +51,6 @@ def write_json(path: str | os.PathLike, payload: Any) -> None:
 
 def _finite_mean(values: torch.Tensor) -> float:
     return float(values.mean()) if bool(torch.isfinite(values).all()) else math.inf
-
-
-def run_optimizer(
-    task: TaskFamily, name: str, hyperparameters: Mapping[str, Any], ids: Sequence[int],
-    *, trials: int, steps: int, seed: int, bar: tqdm | None = None,
-    problem_options: Mapping[str, Any] | None = None,
-) -> tuple[RunResult, Any, Problem]:
-    """Run one optimizer on all ``(instance, trial)`` pairs of ``ids`` as one batch."""
-    optimizer = make(name, **dict(hyperparameters))
-    problem = task.problem(ids, trials=trials, seed=seed, **dict(problem_options or {}))
-
-    def tick(t: int, out: Any, state: Any) -> None:
-        if bar is not None:
-            bar.update(1)
-
-    result = run(optimizer, problem, steps, seed=seed, nonfinite="inf", callback=tick)
-    return result, optimizer, problem
-
-
-def summarize(result: RunResult, optimizer: Any, task: TaskFamily,
-              problem: Problem | None) -> dict[str, Any]:
-    """The per-optimizer block of ``results.json`` (task-specific fields included)."""
-    return block(result, optimizer.hyperparameters(), task, problem)
 
 
 def block(result: RunResult, hyperparameters: Mapping[str, Any], task: TaskFamily,
