@@ -84,6 +84,20 @@ def test_units_split_and_seeds_are_stable() -> None:
         make_units("zo-sgd", {}, [1], trials=1, seed=0, instance_chunk=0)
 
 
+def test_a_changed_checkpoint_behind_the_same_spec_is_another_unit(tmp_path: Path) -> None:
+    """``--resume`` must not reuse units of a learned optimizer whose file changed."""
+    from zol2l.learned import UpdateRNN, save_checkpoint
+
+    spec = str(tmp_path / "opt.safetensors")
+    save_checkpoint(spec, {"update": UpdateRNN(seed=0)}, {"stage": "update"})
+    hp = {"q": 4, "checkpoint": spec}
+    first = make_units("zo-lstm-no-query", hp, [1, 2], trials=1, seed=0)
+    assert make_units("zo-lstm-no-query", hp, [1, 2], trials=1, seed=0)[0].uid == first[0].uid
+    save_checkpoint(spec, {"update": UpdateRNN(seed=1)}, {"stage": "update"})
+    second = make_units("zo-lstm-no-query", hp, [1, 2], trials=1, seed=0)
+    assert second[0].uid != first[0].uid and second[0].seed == first[0].seed
+
+
 class ReversedBackend(LocalBackend):
     """Finishes the units in reverse order (as a parallel backend may)."""
 

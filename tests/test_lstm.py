@@ -115,6 +115,35 @@ def test_hyperparameters_and_errors(tmp_path: Path) -> None:
         make("zo-lstm-no-query", checkpoint=str(path), checkpoint_sha256="0" * 64)
 
 
+def test_forget_gate_bias_is_the_only_bias_and_round_trips(tmp_path: Path) -> None:
+    plain, biased = UpdateRNN(seed=4), UpdateRNN(RNNConfig(forget_bias=0.0), seed=4)
+    x = torch.randn(3, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    h_biased = h_plain = None
+    for _ in range(3):  # a zero forget bias is the bias-free LSTM, step after step
+        out, h_biased = biased(x, h_biased)
+        ref, h_plain = plain(x, h_plain)
+        torch.testing.assert_close(out, ref)
+    rnn = UpdateRNN(RNNConfig(forget_bias=3.0), seed=4)
+    zero = torch.zeros(2, 5, dtype=torch.float64)
+    assert torch.equal(rnn(zero)[0], zero)  # still no drift: no input, no update
+    # the bias sets the memory: after one pulse, a larger forget bias keeps more of it
+    pulse = torch.ones(1, 1, dtype=torch.float64)
+
+    def memory(model: UpdateRNN) -> float:
+        _, (h, c) = model(pulse)
+        for _ in range(10):
+            _, (h, c) = model(torch.zeros_like(pulse), (h, c))
+        return float(c.abs().sum())
+    assert memory(rnn) > 10 * memory(plain)
+    out = rnn(x, rnn(x)[1])[0].sum()  # the forget gate acts from the second step on
+    out.backward()
+    assert rnn.forget_bias.grad is not None and bool(rnn.forget_bias.grad.abs().sum() > 0)
+    path = save_checkpoint(tmp_path / "fb", {"update": rnn}, {"stage": "update"})
+    loaded = load_checkpoint(path).modules["update"]
+    assert loaded.config.forget_bias == 3.0
+    torch.testing.assert_close(loaded(x)[0], rnn(x)[0])
+
+
 def test_checkpoint_roundtrip_and_corruption(tmp_path: Path) -> None:
     upd = UpdateRNN(RNNConfig(input_scale=(7.0,)), seed=1)
     qry = QueryRNN(RNNConfig(preprocess="logsign"), seed=2)

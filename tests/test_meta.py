@@ -67,6 +67,28 @@ def test_gradients_reach_query_rnn_through_directions(tmp_path: Path, stage1: Pa
     assert all(bool(g.abs().sum() > 0) for g in grads_f)
 
 
+def test_linearized_query_gradient_is_close_to_the_exact_one(tmp_path: Path,
+                                                            stage1: Path) -> None:
+    """Stage 2 with ``query_grad="linearized"``: same values, a QueryRNN meta-gradient that is
+    the exact one to first order in mu (quadratics: f's gradient is affine in x)."""
+    grads = {}
+    for mode in ("exact", "linearized"):
+        tr = trainer(tmp_path / mode, stage="query", init=str(stage1), steps=20, mu=1e-4,
+                     query_grad=mode)
+        problem, opt, oracle, gen = start(tr)
+        assert oracle.differentiable == (True if mode == "exact" else "linearized")
+        x = problem.x0.clone()
+        loss, _ = tr.unroll_window(opt, problem, oracle, x, {"t": 0}, gen, 0, 5,
+                                   problem.loss(x))
+        grads[mode] = (float(loss), torch.autograd.grad(loss, list(tr.query_rnn.parameters())))
+    assert grads["exact"][0] == pytest.approx(grads["linearized"][0], rel=1e-6)
+    for exact, linear in zip(grads["exact"][1], grads["linearized"][1], strict=True):
+        assert bool(linear.abs().sum() > 0)
+        torch.testing.assert_close(linear, exact, rtol=1e-2, atol=1e-3 * float(exact.abs().max()))
+    with pytest.raises(ValueError, match="query_grad"):
+        MetaConfig(task="quadratic", stage="update", out=str(tmp_path), query_grad="first")
+
+
 def test_stage2_leaves_update_rnn_bitwise_unchanged(tmp_path: Path, stage1: Path) -> None:
     before = load_file(str(stage1))
     tr = trainer(tmp_path, stage="query", init=str(stage1), epochs=1, runs_per_epoch=2,

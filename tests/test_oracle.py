@@ -79,3 +79,40 @@ def test_values_are_detached_by_default() -> None:
     assert not oracle(pts(1, 2, 3)).requires_grad
     diff = Oracle(lambda x: x @ w, 3, differentiable=True)
     assert diff(pts(1, 2, 3)).requires_grad
+
+
+def test_linearized_values_are_exact_and_their_gradient_is_the_first_points() -> None:
+    scale = torch.tensor([1.0, 3.0, 0.5, 2.0], dtype=torch.float64)
+
+    def fun(points: torch.Tensor) -> torch.Tensor:  # [B, n, d] -> [B, n], nonlinear
+        return (scale * points.square()).sum(2) + points[..., 0] ** 3
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, generator=g, dtype=torch.float64)
+    std = torch.rand(2, 4, generator=g, dtype=torch.float64).add(0.5).requires_grad_(True)
+    z = torch.randn(2, 5, 4, generator=g, dtype=torch.float64)
+    mu = 1e-5
+    exact, linear = (Oracle(fun, 4, mode="problems", differentiable=mode)
+                     for mode in (True, "linearized"))
+
+    def estimate(oracle: Oracle) -> tuple[torch.Tensor, torch.Tensor]:
+        u = std[:, None, :] * z
+        values = oracle(torch.cat([x[:, None, :], x[:, None, :] + mu * u], dim=1))
+        est = ((values[:, 1:] - values[:, :1]) / mu)[..., None].mul(u).mean(1)
+        (grad,) = torch.autograd.grad(est.square().sum(), std)
+        return values, grad
+
+    v_exact, g_exact = estimate(exact)
+    v_linear, g_linear = estimate(linear)
+    assert torch.equal(v_linear.detach(), v_exact.detach())
+    assert linear.queries == exact.queries == 6  # the base-point gradient is not a query
+    torch.testing.assert_close(g_linear, g_exact, rtol=1e-3, atol=1e-6)  # O(mu) apart
+    # every point's gradient is grad f at the problem's first point
+    points = (x[:, None, :] + torch.zeros(2, 3, 4, dtype=torch.float64)).requires_grad_(True)
+    points.data[:, 1:] += 0.3
+    (grad,) = torch.autograd.grad(linear(points).sum(), points)
+    base = x.clone().requires_grad_(True)
+    (expect,) = torch.autograd.grad(fun(base[:, None, :]).sum(), base)
+    torch.testing.assert_close(grad, expect[:, None, :].expand(2, 3, 4))
+    with pytest.raises(ValueError, match="differentiable"):
+        Oracle(fun, 4, differentiable="yes")  # type: ignore[arg-type]

@@ -171,3 +171,28 @@ def test_augment_shifts_and_flips() -> None:
     assert torch.equal(y[1, 0], expect)
     r = augment(x, 1, "reflect", offsets, None)
     assert torch.equal(r[1, 0, 0], torch.tensor([21, 22, 23, 22.0]))
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_inference_copy_folds_batchnorm_and_matches_values_and_gradients(name: str) -> None:
+    torch.manual_seed(0)
+    model = build_target(name)
+    for module in model.modules():  # non-trivial running statistics and affine parameters
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(module.bias, -0.2, 0.2)
+    model.eval()
+    fast = model.for_inference()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert not any(p.requires_grad for p in fast.parameters()) and not fast.training
+    channels = 1 if name == "mnist" else 3
+    side = 28 if name == "mnist" else 32
+    x = torch.rand(5, channels, side, side, requires_grad=True)
+    ref = model(x)
+    out = fast(x)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    (g_ref,) = torch.autograd.grad(ref[:, 3].sum(), x)
+    (g_out,) = torch.autograd.grad(out[:, 3].sum(), x)
+    torch.testing.assert_close(g_out, g_ref, rtol=1e-4, atol=1e-5)

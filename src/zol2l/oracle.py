@@ -49,6 +49,12 @@ class Oracle:
         dtype: floating dtype of the returned values and expected points.
         differentiable: keep the autograd graph of ``fun`` (meta-training only).  By default
             values are computed under ``torch.no_grad()`` and detached: only values leave.
+            ``"linearized"``: exact values, but their gradient with respect to every point of
+            a problem is ``grad f`` at that problem's FIRST point (one extra forward and
+            backward pass on ``B`` points, not counted as queries, instead of the backward
+            pass through all ``B * n``).  For eq. 1 estimates, whose first point is ``x``
+            and the others ``x + mu u``, this is the first-order (small ``mu``) form of the
+            reparameterized gradient that reaches the QueryRNN (meta-training stage 2).
         numpy_inputs: in ``"point"`` mode, call ``fun`` with numpy arrays instead of tensors.
 
     Attributes:
@@ -65,7 +71,7 @@ class Oracle:
         budget: int | None = None,
         nonfinite: NonFinite = "raise",
         dtype: torch.dtype = torch.float64,
-        differentiable: bool = False,
+        differentiable: bool | Literal["linearized"] = False,
         numpy_inputs: bool = False,
     ) -> None:
         if not callable(fun):
@@ -80,6 +86,9 @@ class Oracle:
             raise ValueError(f"budget must be a positive number of queries, got {budget}")
         if not dtype.is_floating_point:
             raise TypeError(f"the oracle needs a floating dtype, got {dtype}")
+        if differentiable not in (False, True, "linearized"):
+            raise ValueError(f"differentiable must be a bool or 'linearized', got "
+                             f"{differentiable!r}")
         self.fun = fun
         self.dim = int(dim)
         self.mode: Mode = mode
@@ -119,7 +128,9 @@ class Oracle:
                 f"query budget exhausted: {self.queries} of {self.budget} queries used, "
                 f"{n} more requested at iteration {self.iteration}"
             )
-        if self.differentiable:
+        if self.differentiable == "linearized":
+            values = self._linearized(points)
+        elif self.differentiable:
             values = self._evaluate(points)
         else:
             with torch.no_grad():
@@ -141,6 +152,17 @@ class Oracle:
         rows = flat.detach().cpu().numpy() if self.numpy_inputs else flat
         vals = [_scalar(self.fun(row), i) for i, row in enumerate(rows)]
         return torch.tensor(vals, dtype=self.dtype, device=points.device).reshape(nprob, n)
+
+    def _linearized(self, points: torch.Tensor) -> torch.Tensor:
+        """Values of ``points`` whose gradient is that of ``f`` at each problem's first point."""
+        with torch.no_grad():
+            values = self._evaluate(points.detach()).detach()
+        if not points.requires_grad:
+            return values
+        base = points[:, 0].detach().requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(self._evaluate(base[:, None, :]).sum(), base)
+        return values + ((points - points.detach()) * grad[:, None, :]).sum(dim=2)
 
     def _check(self, values: torch.Tensor, nprob: int, n: int) -> torch.Tensor:
         if tuple(values.shape) != (nprob, n):

@@ -11,6 +11,7 @@ metadata file whose ``sha256`` is checked on load (safetensors only: no pickle).
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -46,6 +47,9 @@ def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
 class TargetCNN(nn.Module):
     """conv-BN-ReLU x2, maxpool, conv-BN-ReLU x2, maxpool, fc-ReLU-dropout x2, fc -> 10 logits."""
 
+    channels_last = False  # set by :meth:`for_inference`
+    weights_sha256: str | None = None  # set by :func:`load_pretrained_target`
+
     def __init__(self, in_channels: int, widths: tuple[int, int], hidden: int, side: int,
                  mean: tuple[float, ...], std: tuple[float, ...], num_classes: int = 10) -> None:
         super().__init__()
@@ -63,7 +67,40 @@ class TargetCNN(nn.Module):
             nn.Linear(hidden, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features((x - self.mean) / self.std))
+        x = (x - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.classifier(self.features(x))
+
+    def for_inference(self) -> TargetCNN:
+        """A frozen inference copy: every BatchNorm folded into the convolution before it
+        (``w * gamma / sqrt(var + eps)``, bias ``beta - mean * gamma / sqrt(var + eps)``, eval
+        statistics) and channels-last activations.  The logits agree with the eval-mode model
+        to float32 rounding (~1e-6); on this CPU the MNIST meta-training runs 1.5x faster
+        (bench/results/meta_mnist.json)."""
+        model = copy.deepcopy(self).eval()
+        layers: list[nn.Module] = []
+        for layer in model.features:
+            if isinstance(layer, nn.BatchNorm2d) and layers and isinstance(layers[-1], nn.Conv2d):
+                conv = layers[-1]
+                scale = layer.weight / torch.sqrt(layer.running_var + layer.eps)
+                fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
+                                  bias=True)
+                with torch.no_grad():
+                    fused.weight.copy_(conv.weight * scale[:, None, None, None])
+                    bias = layer.bias - layer.running_mean * scale
+                    if conv.bias is not None:
+                        bias = bias + conv.bias * scale
+                    fused.bias.copy_(bias)
+                layers[-1] = fused
+            else:
+                layers.append(layer)
+        model.features = nn.Sequential(*layers)
+        model.channels_last = True
+        model = model.to(memory_format=torch.channels_last)
+        for param in model.parameters():
+            param.requires_grad_(False)
+        return model.eval()
 
 
 def build_target(name: str) -> TargetCNN:
@@ -109,7 +146,9 @@ def load_pretrained_target(name: str,
         model.load_state_dict(state)
     except Exception as e:  # safetensors raises its own error types
         raise WeightsError(f"{path.name}: cannot load weights into the {name} target ({e})") from e
-    return model.eval()
+    fast = model.eval().for_inference()
+    fast.weights_sha256 = actual
+    return fast
 
 
 class ExternalTarget(nn.Module):
@@ -121,6 +160,7 @@ class ExternalTarget(nn.Module):
         self.module = module
         self.outputs = outputs
         self.source = source
+        self.weights_sha256 = sha256_file(source) if Path(source).is_file() else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.module(x)

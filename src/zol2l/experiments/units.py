@@ -92,6 +92,22 @@ def unit_seed(seed: int, optimizer: str, hyperparameters: Mapping[str, Any],
     return int(text[:16], 16) >> 1
 
 
+def checkpoint_digests(spec: Any) -> list[str]:
+    """The recorded sha256 of the learned-optimizer files behind a ``checkpoint`` spec (both
+    stages of ``pretrained:NAME``; ``[]`` without a spec or readable metadata)."""
+    if not spec:
+        return []
+    from zol2l.learned.checkpoint import resolve, sidecar
+
+    found = set()
+    for stage in ("update", "query"):
+        try:
+            found.add(json.loads(sidecar(resolve(spec, stage)).read_text())["sha256"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return sorted(found)
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:40] or "unit"
 
@@ -109,6 +125,7 @@ def make_units(optimizer: str, hyperparameters: Mapping[str, Any], ids: Sequence
     if ichunk < 1 or tchunk < 1:
         raise ValueError(f"chunk sizes must be >= 1, got instances {ichunk}, trials {tchunk}")
     hp = dict(hyperparameters)
+    weights = checkpoint_digests(hp.get("checkpoint"))
     units = []
     for start in range(0, len(ids), ichunk):
         stop = min(start + ichunk, len(ids))
@@ -116,8 +133,11 @@ def make_units(optimizer: str, hyperparameters: Mapping[str, Any], ids: Sequence
         for t0 in range(0, trials, tchunk):
             t1 = min(t0 + tchunk, trials)
             useed = unit_seed(seed, optimizer, hp, chunk, (t0, t1))
-            key = digest({"optimizer": optimizer, "hyperparameters": hp, "ids": chunk,
-                          "positions": [start, stop], "trials": [t0, t1], "seed": useed}, 12)
+            identity = {"optimizer": optimizer, "hyperparameters": hp, "ids": chunk,
+                        "positions": [start, stop], "trials": [t0, t1], "seed": useed}
+            if weights:  # a changed file behind the same spec is another unit
+                identity["checkpoint_sha256"] = weights
+            key = digest(identity, 12)
             uid = f"{_safe(optimizer)}-i{start:05d}-{stop:05d}-t{t0:04d}-{t1:04d}-{key}"
             units.append(Unit(optimizer, hp, chunk, start, stop, t0, t1, useed, uid))
     return units

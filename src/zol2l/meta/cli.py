@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from zol2l.meta.config import GRADS, STAGES, MetaConfig
+from zol2l.meta.config import GRADS, QUERY_GRADS, STAGES, MetaConfig
 from zol2l.meta.objective import META_LOSSES
 
 
@@ -47,6 +47,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--grad", choices=GRADS, default="auto",
                    help="optimizee gradients for the meta-loss: autograd, zo (eq. 5) or auto")
+    p.add_argument("--query-grad", choices=QUERY_GRADS, default="exact",
+                   help="stage query with autograd: back-propagate through every query "
+                        "(exact) or through grad f(x) only (linearized: first order, faster)")
     p.add_argument("--meta-loss", choices=META_LOSSES, default="eq4")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--runs-per-epoch", type=int, default=10)
@@ -66,6 +69,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--preprocess", choices=("scale", "logsign", "none"), default="scale")
     p.add_argument("--input-scale", type=_scales, default=None,
                    help="fixed input scale(s), comma-separated (default: measured)")
+    p.add_argument("--forget-bias", type=float, default=None,
+                   help="give the trained LSTM a learned forget-gate bias starting at this "
+                        "value (default: bias-free, as the authors)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -77,12 +83,13 @@ def config_from_args(args: argparse.Namespace) -> MetaConfig:
     return MetaConfig(
         task=args.task, stage=args.stage, out=str(args.out), init=args.init,
         init_alpha=args.init_alpha,
-        task_options=dict(args.task_option), grad=args.grad, meta_loss=args.meta_loss,
+        task_options=dict(args.task_option), grad=args.grad, query_grad=args.query_grad,
+        meta_loss=args.meta_loss,
         epochs=args.epochs, runs_per_epoch=args.runs_per_epoch, steps=args.steps,
         unroll=args.unroll, lr=args.lr, batch=args.batch, q=args.q, mu=args.mu,
         zo_mu=args.zo_mu, lam=args.lam, clip=args.clip, val_fraction=args.val_fraction,
         val_every=args.val_every, val_p_query=args.val_p_query, preprocess=args.preprocess,
-        input_scale=args.input_scale, seed=args.seed,
+        input_scale=args.input_scale, forget_bias=args.forget_bias, seed=args.seed,
     )
 
 

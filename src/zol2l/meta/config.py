@@ -10,6 +10,7 @@ from zol2l.meta.objective import META_LOSSES
 
 STAGES = ("update", "query")
 GRADS = ("auto", "autograd", "zo")
+QUERY_GRADS = ("exact", "linearized")
 #: the authors' Adam learning rates: 1e-3 for stage 1 (UpdateRNN), 5e-3 for stage 2
 DEFAULT_LR = {"update": 1e-3, "query": 5e-3}
 
@@ -30,6 +31,11 @@ class MetaConfig:
             whose updates must be smaller (MNIST -> CIFAR-10).
         grad: optimizee gradients for the meta-loss: ``"autograd"``, ``"zo"`` (eq. 5) or
             ``"auto"`` (autograd when the task's objective is differentiable).
+        query_grad: stage ``query`` with autograd: how the gradient reaches the QueryRNN
+            through the queried values ``f(x + mu u)``: ``"exact"`` (back-propagation
+            through all ``q`` queries) or ``"linearized"`` (through ``grad f(x)``, the
+            first-order form; one backward pass on ``B`` points per step instead of
+            ``B * q``; :class:`~zol2l.oracle.Oracle`).
         meta_loss: ``"eq4"`` or ``"telescoping"`` (:mod:`zol2l.meta.objective`).
         epochs, runs_per_epoch: each run is one optimizee run of ``steps`` steps on a batch
             of ``batch`` training instances, unrolled ``unroll`` steps per meta-step.
@@ -43,6 +49,8 @@ class MetaConfig:
         val_p_query: the Bernoulli ``P`` used when validating the query stage.
         preprocess, input_scale: RNN input preprocessing (:class:`~zol2l.learned.RNNConfig`);
             ``input_scale=None`` measures it (``1 / median |input|`` on training instances).
+        forget_bias: ``None`` (bias-free LSTM, the authors') or the initial value of a learned
+            forget-gate bias of the trained RNN (:class:`~zol2l.learned.RNNConfig`).
         seed: seeds weights, instance batches, directions and minibatches.
     """
 
@@ -53,6 +61,7 @@ class MetaConfig:
     init_alpha: float = 1.0
     task_options: dict[str, Any] = field(default_factory=dict)
     grad: str = "auto"
+    query_grad: str = "exact"
     meta_loss: str = "eq4"
     epochs: int = 20
     runs_per_epoch: int = 10
@@ -70,6 +79,7 @@ class MetaConfig:
     val_p_query: float = 0.5
     preprocess: str = "scale"
     input_scale: list[float] | None = None
+    forget_bias: float | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -77,6 +87,8 @@ class MetaConfig:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
         if self.grad not in GRADS:
             raise ValueError(f"grad must be one of {GRADS}, got {self.grad!r}")
+        if self.query_grad not in QUERY_GRADS:
+            raise ValueError(f"query_grad must be one of {QUERY_GRADS}, got {self.query_grad!r}")
         if self.meta_loss not in META_LOSSES:
             raise ValueError(f"meta_loss must be one of {META_LOSSES}, got {self.meta_loss!r}")
         if self.stage == "query" and not self.init:
@@ -107,9 +119,10 @@ class MetaConfig:
             parts += ["--init-alpha", repr(float(self.init_alpha))]
         for key, value in sorted(self.task_options.items()):
             parts += ["--task-option", f"{key}={value}"]
-        for name in ("grad", "meta_loss", "epochs", "runs_per_epoch", "steps", "unroll", "lr",
+        for name in ("grad", "query_grad", "meta_loss", "epochs", "runs_per_epoch", "steps",
+                     "unroll", "lr",
                      "batch", "q", "mu", "zo_mu", "lam", "clip", "val_fraction", "val_every",
-                     "val_p_query", "preprocess", "seed"):
+                     "val_p_query", "preprocess", "forget_bias", "seed"):
             value = getattr(self, name)
             if value is not None:
                 parts += [f"--{name.replace('_', '-')}", str(value)]

@@ -34,8 +34,10 @@ Gradient paths (``theta_{t+1} = theta_t + UpdateRNN(g_hat_t)``):
   ``theta_t`` (second-derivative terms) is dropped, as Andrychowicz et al. (2016);
 * stage 2: ``u = std_t * z`` (reparameterization) carries gradients to ``std_t`` and the
   QueryRNN through the factor ``u`` of eq. 1 and, with autograd, through
-  ``f(theta_t + mu u)`` (the oracle keeps its graph); with ``grad="zo"`` the task's values
-  are black-box and only the factor ``u`` carries gradient (half of it, to first order);
+  ``f(theta_t + mu u)`` (the oracle keeps its graph; ``query_grad="linearized"`` takes
+  that path through ``grad f(theta_t)`` instead, its first-order form); with
+  ``grad="zo"`` the task's values are black-box and only the factor ``u`` carries
+  gradient (half of it, to first order);
   the QueryRNN's inputs (previous estimate and update) are detached.
 """
 
@@ -160,7 +162,8 @@ class MetaTrainer:
                 if cfg.stage == "update":  # a provisional untrained UpdateRNN to measure with
                     self.update_rnn = UpdateRNN(RNNConfig(preprocess="none"), seed=cfg.seed)
                 scale = cfg.input_scale or self.measure_input_scale(kind.n_inputs)
-            config = RNNConfig(preprocess=cfg.preprocess, input_scale=tuple(scale))
+            config = RNNConfig(preprocess=cfg.preprocess, input_scale=tuple(scale),
+                               forget_bias=cfg.forget_bias)
         trained = kind(config, seed=cfg.seed + (cfg.stage == "query"))
         if cfg.stage == "update" and warm is not None and saved is None:
             trained.load_state_dict(warm.state_dict())
@@ -211,8 +214,10 @@ class MetaTrainer:
     def oracle(self, problem: Problem) -> Oracle:
         """The optimizer's oracle: differentiable with autograd, black-box with ``zo``."""
         if self.grad == "autograd":
+            linear = self.cfg.stage == "query" and self.cfg.query_grad == "linearized"
             return Oracle(problem.differentiable_objective, problem.dim, mode="problems",
-                          differentiable=True, dtype=problem.x0.dtype, nonfinite="inf")
+                          differentiable="linearized" if linear else True,
+                          dtype=problem.x0.dtype, nonfinite="inf")
         return Oracle(problem.objective, problem.dim, mode="problems",
                       dtype=problem.x0.dtype, nonfinite="inf")
 

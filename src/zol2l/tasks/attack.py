@@ -235,7 +235,8 @@ class AttackFamily(TaskFamily):
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "dataset": self.dataset, "target": self.target_name,
                 "c": self.c, "p": self.p, "box": self.box, "max_batch": self.max_batch,
-                "instance_seed": self.instance_seed, "device": str(self.device)}
+                "instance_seed": self.instance_seed, "device": str(self.device),
+                "target_sha256": getattr(self.target, "weights_sha256", None)}
 
     @torch.no_grad()
     def _select(self) -> dict[str, list[int]]:
