@@ -159,6 +159,9 @@ class Oracle:
             values = self._evaluate(points.detach()).detach()
         if not points.requires_grad:
             return values
+        # the first points are evaluated again, alone, for their gradient: the values keep
+        # coming from the one batched call, so that forward differences against them see the
+        # same floating-point path (a separately batched f(x) differs by rounding)
         base = points[:, 0].detach().requires_grad_(True)
         with torch.enable_grad():
             (grad,) = torch.autograd.grad(self._evaluate(base[:, None, :]).sum(), base)

@@ -85,7 +85,8 @@ class TargetCNN(nn.Module):
                 conv = layers[-1]
                 scale = layer.weight / torch.sqrt(layer.running_var + layer.eps)
                 fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
-                                  bias=True)
+                                  stride=conv.stride, padding=conv.padding,
+                                  dilation=conv.dilation, groups=conv.groups, bias=True)
                 with torch.no_grad():
                     fused.weight.copy_(conv.weight * scale[:, None, None, None])
                     bias = layer.bias - layer.running_mean * scale
