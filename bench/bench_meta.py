@@ -60,26 +60,6 @@ def _trainer(out: Path, **kw: Any) -> MetaTrainer:
     return MetaTrainer(MetaConfig(out=str(out), **kw), progress=False)
 
 
-def time_stage(tmp: Path, stage: str, init: str | None, runs: int,
-               task: str = "binary-classification", batch: int = 8) -> dict[str, Any]:
-    """Time ``runs`` meta-training runs of one stage on ``task``."""
-    trainer = _trainer(tmp / stage, task=task, stage=stage, init=init, batch=batch,
-                       epochs=1, runs_per_epoch=runs, val_every=1000)
-    tick = time.perf_counter()
-    trainer.fit()
-    seconds = time.perf_counter() - tick
-    rows = [r for r in trainer.log if "meta_loss" in r]
-    per_run = [b["elapsed_s"] - a.get("elapsed_s", 0.0) for a, b in zip(rows, rows[1:],
-                                                                          strict=False)]
-    per_run.sort()
-    median = per_run[len(per_run) // 2] if per_run else seconds / runs
-    per_iter = median / (trainer.cfg.steps // trainer.cfg.unroll)
-    return {"runs": runs, "seconds_total_incl_validation": seconds,
-            "seconds_per_run_median": median, "seconds_per_meta_iteration": per_iter,
-            "meta_iterations_per_run": trainer.cfg.steps // trainer.cfg.unroll,
-            "checkpoint": str(trainer.files.best_path)}
-
-
 def step_overhead(checkpoint: str) -> dict[str, Any]:
     """Per-step time of the learned optimizers vs ZO-SGD on binary classification."""
     task = make_task("binary-classification")
@@ -165,14 +145,11 @@ def timing(args: argparse.Namespace) -> dict[str, Any]:
                 torch.get_num_threads(), "timings": rows, "released_schedule": schedules,
                 "peak_rss_mb": _rss_mb()}
     with tempfile.TemporaryDirectory() as tmp:
-        stage1 = time_stage(Path(tmp), "update", None, args.runs)
-        stage2 = time_stage(Path(tmp), "query", stage1["checkpoint"], args.runs)
-        overhead = step_overhead(stage2["checkpoint"])
-    for block in (stage1, stage2):
-        block.pop("checkpoint")
-    return {"task": "binary-classification", "batch": 8, "steps": 200, "unroll": 20, "q": 20,
-            "stages": {"update": stage1, "query": stage2},
-            "peak_rss_mb": _rss_mb(), "step_overhead": overhead}
+        stage1 = time_runs(Path(tmp), "update", args.runs, args.task, args.batch)
+        stage2 = time_runs(Path(tmp), "query", args.runs, args.task, args.batch)
+    return {"task": "binary-classification", "steps": 200, "unroll": 20, "q": 20,
+            "stages": {"update": stage1, "query": stage2}, "peak_rss_mb": _rss_mb(),
+            "step_overhead": step_overhead("pretrained:binary-classification")}
 
 
 def compare(args: argparse.Namespace) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -41,3 +43,17 @@ DATA = Path(os.environ.get("ZOL2L_DATA_DIR")
 # Outside CI a checkout without the shared data skips these; in CI (CI=true) they must run.
 needs_data = pytest.mark.skipif(not (DATA / "mnist.npz").is_file() and not os.environ.get("CI"),
                                 reason="the shared MNIST/CIFAR-10 data is not beside this checkout")
+
+
+def run_quick(name: str, out: Path) -> tuple[Any, dict, dict, bool]:
+    """Run ``zol2l reproduce NAME --quick`` into ``out``: ``(context, payload, saved
+    results.json, whether the CIFAR-10 data is missing)``; checks the saved experiment name."""
+    from zol2l.experiments.reproduce import Context, run_experiment
+    from zol2l.experiments.reproduce.generalization import unavailable
+
+    ctx = Context(out, quick=True, progress=False, data_dir=str(DATA))
+    cifar_missing = bool(unavailable(ctx, "cifar10-attack"))
+    payload = run_experiment(name, ctx)
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["experiment"] == name
+    return ctx, payload, saved, cifar_missing

@@ -3,17 +3,15 @@ and the analysis helpers (true gradient by autograd, cosine, replayed update rul
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, needs_data, quadratic
+from conftest import needs_data, quadratic, run_quick
 
 from zol2l.estimators import coordinatewise, gaussian
-from zol2l.experiments.reproduce import Context, run_experiment
 from zol2l.experiments.reproduce.ablations import (
     ABLATIONS,
     PANELS,
@@ -22,18 +20,13 @@ from zol2l.experiments.reproduce.ablations import (
     roughness,
     true_gradient,
 )
-from zol2l.experiments.reproduce.generalization import unavailable
 from zol2l.oracle import Oracle
 from zol2l.tasks import make_task
 
 
 @needs_data
 def test_fig4_quick_runs_and_reports(tmp_path: Path) -> None:
-    ctx = Context(tmp_path, quick=True, progress=False, data_dir=str(DATA))
-    cifar_missing = unavailable(ctx, "cifar10-attack")
-    payload = run_experiment("fig4", ctx)
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["experiment"] == "fig4"
+    ctx, payload, saved, cifar_missing = run_quick("fig4", tmp_path)
     for key in ("protocol", "results", "checks", "figures"):
         assert key in saved
     for name in PANELS:

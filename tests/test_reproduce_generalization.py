@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pytest
-from conftest import DATA, needs_data
+from conftest import needs_data, run_quick
 
-from zol2l.experiments.reproduce import Context, run_experiment
+from zol2l.experiments.reproduce import Context
 from zol2l.experiments.reproduce.generalization import (
     TRANSFER,
     finite,
@@ -21,11 +20,7 @@ from zol2l.tasks import make_task
 
 @needs_data
 def test_generalization_quick_runs_and_reports(tmp_path: Path) -> None:
-    ctx = Context(tmp_path, quick=True, progress=False, data_dir=str(DATA))
-    cifar_missing = unavailable(ctx, "cifar10-attack")
-    payload = run_experiment("generalization", ctx)
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["experiment"] == "generalization"
+    ctx, payload, saved, cifar_missing = run_quick("generalization", tmp_path)
     assert saved["protocol"]["source"] == "pretrained:mnist-attack"
     for target in ("binary-classification", "cifar10-attack"):
         res, proto = saved["results"][target], saved["protocol"]["targets"][target]
