@@ -40,7 +40,7 @@ def test_batched_rows_equal_per_row_results_in_one_cell_call(preprocess: str) ->
     out, hidden = rnn(a, b)
     out2, _ = rnn(a, b, hidden)
     assert len(calls) == 2  # one LSTMCell call per step for all B x d coordinates
-    assert out.shape == (4, 7) and hidden[0].shape == (4 * 7, 10)
+    assert out.shape == (4, 7) and hidden[0].shape == (10, 4 * 7)
     for row in range(4):
         single, h1 = rnn(a[row : row + 1], b[row : row + 1])
         torch.testing.assert_close(single[0], out[row], rtol=1e-6, atol=1e-7)
@@ -49,6 +49,37 @@ def test_batched_rows_equal_per_row_results_in_one_cell_call(preprocess: str) ->
     # coordinatewise: permuting the coordinates permutes the output
     perm = torch.randperm(7, generator=g)
     torch.testing.assert_close(rnn(a[:, perm], b[:, perm])[0], out[:, perm])
+
+
+@pytest.mark.parametrize("forget_bias", [None, 2.0])
+def test_feature_major_cell_matches_torch_lstm_cell(forget_bias: float | None) -> None:
+    """The feature-major cell computes ``torch.nn.LSTMCell`` (gate order i, f, g, o) with the
+    same weights; values and gradients agree with the reference, over several steps."""
+    rnn = QueryRNN(RNNConfig(forget_bias=forget_bias), seed=5)
+    ref = torch.nn.LSTMCell(2, 10, bias=forget_bias is not None)
+    with torch.no_grad():
+        ref.weight_ih.copy_(rnn.cell.weight_ih)
+        ref.weight_hh.copy_(rnn.cell.weight_hh)
+        if forget_bias is not None:
+            ref.bias_ih.zero_()
+            ref.bias_hh.zero_()
+            ref.bias_ih[10:20] = rnn.forget_bias
+    g = torch.Generator().manual_seed(0)
+    hidden, ref_hidden, outs, ref_outs = None, None, [], []
+    for _ in range(3):
+        a, b = (torch.randn(3, 5, generator=g) for _ in range(2))
+        out, hidden = rnn(a, b, hidden)
+        feats = torch.stack([a, b], dim=2).reshape(15, 2) * torch.tensor(rnn.config.input_scale)
+        ref_hidden = ref(feats, ref_hidden)
+        outs.append(out)
+        ref_outs.append(1.0 + (ref_hidden[0] @ rnn.head.weight.T).reshape(3, 5))
+        torch.testing.assert_close(hidden[0].T, ref_hidden[0])
+        torch.testing.assert_close(hidden[1].T, ref_hidden[1])
+    torch.testing.assert_close(torch.stack(outs), torch.stack(ref_outs))
+    sum(o.sum() for o in outs).backward()
+    sum(o.sum() for o in ref_outs).backward()
+    torch.testing.assert_close(rnn.cell.weight_hh.grad, ref.weight_hh.grad)
+    torch.testing.assert_close(rnn.cell.weight_ih.grad, ref.weight_ih.grad)
 
 
 def test_untrained_modules_are_small_and_unbiased() -> None:

