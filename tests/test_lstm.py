@@ -39,7 +39,7 @@ def test_batched_rows_equal_per_row_results_in_one_cell_call(preprocess: str) ->
     rnn.cell.register_forward_hook(lambda *args: calls.append(1))
     out, hidden = rnn(a, b)
     out2, _ = rnn(a, b, hidden)
-    assert len(calls) == 2  # one LSTMCell call per step for all B x d coordinates
+    assert len(calls) == 2  # one cell call per step for all B x d coordinates
     assert out.shape == (4, 7) and hidden[0].shape == (10, 4 * 7)
     for row in range(4):
         single, h1 = rnn(a[row : row + 1], b[row : row + 1])

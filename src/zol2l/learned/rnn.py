@@ -146,6 +146,9 @@ class CoordinateCell(nn.LSTMCell):
     call, one CPU thread), the same numbers up to float rounding.
     """
 
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__(input_size, hidden_size, bias=False)
+
     def forward(self, inputs: torch.Tensor, hidden: Hidden,  # type: ignore[override]
                 forget_bias: torch.Tensor | None = None) -> Hidden:
         """``inputs[k, N]``, ``(h, c)[H, N]`` -> the next ``(h, c)``."""
@@ -179,7 +182,7 @@ class CoordinateLSTM(nn.Module):
             raise ValueError(f"{type(self).__name__} has {self.n_inputs} inputs, got "
                              f"{len(self.config.input_scale)} input scales")
         features = self.n_inputs * (2 if self.config.preprocess == "logsign" else 1)
-        self.cell = CoordinateCell(features, self.config.hidden, bias=False)
+        self.cell = CoordinateCell(features, self.config.hidden)
         self.head = nn.Linear(self.config.hidden, 1, bias=False)
         if self.config.forget_bias is not None:
             self.forget_bias = nn.Parameter(torch.empty(self.config.hidden))
