@@ -142,8 +142,9 @@ class CoordinateCell(nn.LSTMCell):
     With ``N = B * d`` rows of only ``H = 10`` units, the row-major ``LSTMCell`` spends its
     time in strided gate slices (``[N, 4H]`` chunked along the short axis) and in thin
     matrix products; here every gate is a contiguous ``[H, N]`` block and the products are
-    ``[4H, H] @ [H, N]``: 4x faster on the MNIST attack's 15,680 rows (1.2 ms vs 4.6 ms per
-    call, one CPU thread), the same numbers up to float rounding.
+    ``[4H, H] @ [H, N]``: 2.3x to 4x faster on the MNIST attack's 15,680 rows, one CPU
+    thread (1.8 ms vs 6.7 ms per call in ``bench/results/cell.json``, ``bench/bench_cell.py``),
+    the same numbers up to float rounding.
     """
 
     def __init__(self, input_size: int, hidden_size: int) -> None:

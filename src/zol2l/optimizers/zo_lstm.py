@@ -142,11 +142,11 @@ class LearnedZO(ZOOptimizer):
         if self.sampling != "query":
             return None
         assert self.query_rnn is not None
-        zeros = torch.zeros_like(x)
-        raw, state["query_hidden"] = self.query_rnn(
-            state.get("prev_grad", zeros), state.get("prev_update", zeros),
-            state.get("query_hidden"),
-        )
+        if "prev_grad" in state:
+            prev = state["prev_grad"], state["prev_update"]
+        else:  # first step: no previous estimate nor update
+            prev = torch.zeros_like(x), torch.zeros_like(x)
+        raw, state["query_hidden"] = self.query_rnn(*prev, state.get("query_hidden"))
         std = mix_and_normalize(raw, self.p_query, gen)
         extras["std_pred"], extras["std"] = raw, std
         return std
