@@ -183,7 +183,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND_MODULES = ["zol2l.train_target", "zol2l.meta.cli", "zol2l.experiments.reproduce.cli"]
+COMMAND_MODULES = ["zol2l.train_target", "zol2l.meta.cli", "zol2l.experiments.reproduce.cli",
+                   "zol2l.benchmark.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:

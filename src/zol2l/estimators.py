@@ -152,7 +152,7 @@ def gaussian(
     oracle: Oracle,
     x: torch.Tensor,
     q: int,
-    mu: float,
+    mu: float | torch.Tensor,
     generator: torch.Generator,
     *,
     std: torch.Tensor | None = None,
@@ -166,24 +166,30 @@ def gaussian(
         oracle: the counted objective.
         x: ``[B, d]`` current points.
         q: number of directions.
-        mu: smoothing parameter.
+        mu: smoothing parameter, or a ``[B]`` tensor of one per problem.
         generator: source of the random directions.
         std, guide, alpha: the sampling distribution (see :func:`sample_directions`).
         antithetic: use ``x +- mu u`` (``2q + 1`` queries) instead of ``x + mu u`` (``q + 1``).
     """
-    q, mu = check_q(q), check_mu(mu)
+    q = check_q(q)
+    if isinstance(mu, torch.Tensor):  # one smoothing per problem (the scale-free ZO-LSTM)
+        if mu.shape != (x.shape[0],) or not bool(torch.isfinite(mu).all() & (mu > 0).all()):
+            raise ValueError(f"a per-problem mu must be [{x.shape[0]}] positive finite values")
+        mu_u, mu_d = mu.detach().to(x.dtype)[:, None, None], mu.detach().to(x.dtype)[:, None]
+    else:
+        mu_u = mu_d = check_mu(mu)
     u = sample_directions(
         (x.shape[0], q, x.shape[1]), generator, dtype=x.dtype, device=x.device,
         std=std, guide=guide, alpha=alpha,
     )
-    plus = x[:, None, :] + mu * u
-    parts = [x[:, None, :], plus] + ([x[:, None, :] - mu * u] if antithetic else [])
+    plus = x[:, None, :] + mu_u * u
+    parts = [x[:, None, :], plus] + ([x[:, None, :] - mu_u * u] if antithetic else [])
     values = oracle(torch.cat(parts, dim=1))
     fx = values[:, 0]
     if antithetic:
-        diffs = (values[:, 1 : q + 1] - values[:, q + 1 :]) / (2.0 * mu)
+        diffs = (values[:, 1 : q + 1] - values[:, q + 1 :]) / (2.0 * mu_d)
     else:
-        diffs = (values[:, 1:] - fx[:, None]) / mu
+        diffs = (values[:, 1:] - fx[:, None]) / mu_d
     return Estimate(directional_average(diffs, u), fx, values.shape[1])
 
 

@@ -111,6 +111,7 @@ def evaluate(
     resume: bool = False,
     instance_chunk: int | None = DEFAULT_INSTANCE_CHUNK,
     trial_chunk: int | None = None,
+    budget: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate each optimizer (name -> hyperparameters) on the first ``instances`` ids of
     ``split`` (or on the explicit instance ``ids``); returns the ``results.json`` payload.
@@ -118,11 +119,12 @@ def evaluate(
     The work is split into units of ``instance_chunk`` instances x ``trial_chunk`` trials
     (``None``: all) per optimizer, run by ``backend`` (a :class:`Backend`, ``"local"``,
     ``"ray"`` or ``None`` = local); the numbers do not depend on the backend.  With
-    ``workdir`` each finished unit is kept there, and ``resume`` reuses them.  ``keep``, if
+    ``workdir`` each finished unit is kept there, and ``resume`` reuses them.  ``budget`` caps
+    the queries of each run (the loop stops before a step that would exceed it).  ``keep``, if
     given, receives each optimizer's merged run result and problem (figures, examples)."""
     chosen = select_ids(task, split, instances, ids)
     options = dict(problem_options or {})
-    ctx = RunContext(task, steps, options)
+    ctx = RunContext(task, steps, options, budget=budget)
     plan = {name: make_units(name, {"q": q, **hp}, chosen, trials=trials, seed=seed,
                              instance_chunk=instance_chunk, trial_chunk=trial_chunk)
             for name, hp in optimizers.items()}

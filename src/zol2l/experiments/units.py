@@ -153,12 +153,16 @@ class RunContext:
     problem_options: dict[str, Any]
     threads: int = UNIT_THREADS
     config: str = ""
+    budget: int | None = None
 
     def __post_init__(self) -> None:
         if not self.config:
-            self.config = digest({"format": UNIT_FORMAT, "task": self.task.describe(),
-                                  "steps": self.steps, "threads": self.threads,
-                                  "problem_options": self.problem_options}, 16)
+            identity = {"format": UNIT_FORMAT, "task": self.task.describe(),
+                        "steps": self.steps, "threads": self.threads,
+                        "problem_options": self.problem_options}
+            if self.budget is not None:  # keeps the digests of runs without a budget
+                identity["budget"] = self.budget
+            self.config = digest(identity, 16)
 
 
 def _cpu(value: Any) -> Any:
@@ -180,7 +184,7 @@ def execute(ctx: RunContext, unit: Unit,
                                    **ctx.problem_options)
         callback = None if tick is None else (lambda t, out, state: tick(t))
         result = run(optimizer, problem, ctx.steps, seed=unit.seed, nonfinite="inf",
-                     callback=callback)
+                     callback=callback, budget=ctx.budget)
     return {
         "uid": unit.uid, "config": ctx.config, "format": UNIT_FORMAT,
         "hyperparameters": optimizer.hyperparameters(),

@@ -30,10 +30,18 @@ from safetensors.torch import load_file, save_file
 
 from zol2l.fileio import atomic_write, sha256_file, write_json_atomic
 from zol2l.learned.rnn import CoordinateLSTM, QueryRNN, RNNConfig, UpdateRNN
+from zol2l.learned.scalefree import ScaleFreeUpdateRNN, SchemeConstants
 
 FORMAT = "zol2l-zo-lstm"
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 MODULES: dict[str, type[CoordinateLSTM]] = {"update": UpdateRNN, "query": QueryRNN}
+
+
+def module_class(kind: str, config: RNNConfig) -> type[CoordinateLSTM]:
+    """The module class of ``kind`` for ``config`` (the scale-free UpdateRNN by its scheme)."""
+    if kind == "update" and config.scheme == "scale-free":
+        return ScaleFreeUpdateRNN
+    return MODULES[kind]
 
 
 class CheckpointError(ValueError):
@@ -80,14 +88,17 @@ def save_checkpoint(path: str | os.PathLike, modules: dict[str, CoordinateLSTM],
     path = resolve(path)
     tensors: dict[str, torch.Tensor] = {}
     configs: dict[str, Any] = {}
+    scheme: dict[str, Any] = {}
     for kind, module in modules.items():
-        if kind not in MODULES or not isinstance(module, MODULES[kind]):
+        if kind not in MODULES or not isinstance(module, module_class(kind, module.config)):
             raise TypeError(f"module {kind!r} must be a {MODULES.get(kind, CoordinateLSTM)}")
         for key, value in module.state_dict().items():
             tensors[f"{kind}.{key}"] = value.detach().cpu().contiguous()
         configs[kind] = module.config.to_dict()
+        if isinstance(module, ScaleFreeUpdateRNN):
+            scheme = {"scheme_constants": module.constants.to_dict()}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
-    meta = {"format": FORMAT, "version": 1, **(metadata or {}), "file": path.name,
+    meta = {"format": FORMAT, "version": 1, **(metadata or {}), **scheme, "file": path.name,
             "sha256": sha256_file(path), "modules": configs}
     write_json_atomic(sidecar(path), meta)
     return path
@@ -118,8 +129,15 @@ def load_checkpoint(spec: str | os.PathLike, stage: str = "query") -> Checkpoint
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} cannot be read: {exc}") from None
     modules: dict[str, CoordinateLSTM] = {}
+    constants = meta.get("scheme_constants")
     for kind, config in meta["modules"].items():
-        module = MODULES[kind](RNNConfig.from_dict(config))
+        rnn_config = RNNConfig.from_dict(config)
+        cls = module_class(kind, rnn_config)
+        if cls is ScaleFreeUpdateRNN:
+            module: CoordinateLSTM = ScaleFreeUpdateRNN(
+                rnn_config, constants=SchemeConstants.from_dict(constants or {}))
+        else:
+            module = cls(rnn_config)
         prefix = f"{kind}."
         state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
         try:

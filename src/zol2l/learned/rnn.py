@@ -66,6 +66,7 @@ from torch import nn
 
 Hidden = tuple[torch.Tensor, torch.Tensor]
 PREPROCESS = ("scale", "logsign", "none")
+SCHEMES = ("paper", "scale-free")
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,9 @@ class RNNConfig:
             head scaled by 0.01 takes 100x larger relative steps and diverges in one run.
         forget_bias: ``None`` (the authors' bias-free LSTM) or the initial value of a learned
             bias on the forget gate ONLY (see the module docstring, "Forget-gate bias").
+        scheme: ``"paper"`` (eq. 2 as published: the update is the head's output) or
+            ``"scale-free"`` (:mod:`zol2l.learned.scalefree`: scale-free inputs, a
+            direction and a step-size vote, the step size adapted by the optimizer).
     """
 
     hidden: int = 10
@@ -94,6 +98,7 @@ class RNNConfig:
     head_init: float = 0.1
     output_scale: float = 1.0
     forget_bias: float | None = None
+    scheme: str = "paper"
 
     def __post_init__(self) -> None:
         if self.preprocess not in PREPROCESS:
@@ -108,6 +113,8 @@ class RNNConfig:
             raise ValueError(f"input_scale must be positive and finite, got {self.input_scale}")
         if not (math.isfinite(self.output_scale) and self.output_scale > 0):
             raise ValueError(f"output_scale must be positive and finite, got {self.output_scale}")
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {SCHEMES}, got {self.scheme!r}")
         if self.forget_bias is not None and not math.isfinite(self.forget_bias):
             raise ValueError(f"forget_bias must be finite or None, got {self.forget_bias}")
 
@@ -174,6 +181,7 @@ class CoordinateLSTM(nn.Module):
     """
 
     n_inputs: ClassVar[int] = 1
+    n_outputs: ClassVar[int] = 1
     kind: ClassVar[str] = ""
 
     def __init__(self, config: RNNConfig | None = None, *, seed: int = 0) -> None:
@@ -184,7 +192,7 @@ class CoordinateLSTM(nn.Module):
                              f"{len(self.config.input_scale)} input scales")
         features = self.n_inputs * (2 if self.config.preprocess == "logsign" else 1)
         self.cell = CoordinateCell(features, self.config.hidden)
-        self.head = nn.Linear(self.config.hidden, 1, bias=False)
+        self.head = nn.Linear(self.config.hidden, self.n_outputs, bias=False)
         if self.config.forget_bias is not None:
             self.forget_bias = nn.Parameter(torch.empty(self.config.hidden))
         self.reset_parameters(seed)
@@ -226,10 +234,11 @@ class CoordinateLSTM(nn.Module):
             hidden = self.init_hidden(nprob, dim, inputs.device)
         bias = self.forget_bias if self.config.forget_bias is not None else None
         h, c = self.cell(flat, hidden, bias)
-        out = self.head.weight @ h  # [1, N]
+        out = self.head.weight @ h  # [n_outputs, N]
         if self.config.output_scale != 1.0:
             out = out * self.config.output_scale
-        return out.reshape(nprob, dim).to(inputs.dtype), (h, c)
+        shape = (nprob, dim) if self.n_outputs == 1 else (self.n_outputs, nprob, dim)
+        return out.reshape(shape).to(inputs.dtype), (h, c)
 
 
 class UpdateRNN(CoordinateLSTM):

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from zol2l.learned.rnn import SCHEMES
 from zol2l.meta.config import GRADS, QUERY_GRADS, STAGES, MetaConfig
 from zol2l.meta.objective import META_LOSSES
 
@@ -72,6 +73,16 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--forget-bias", type=float, default=None,
                    help="give the trained LSTM a learned forget-gate bias starting at this "
                         "value (default: bias-free, as the authors)")
+    p.add_argument("--meta-grad", choices=("bptt", "es"), default="bptt",
+                   help="meta-gradients by truncated BPTT (the paper) or by antithetic "
+                        "evolution strategies over whole runs (default: %(default)s)")
+    p.add_argument("--es-pairs", type=int, default=8,
+                   help="ES: antithetic pairs per meta-step (default: %(default)s)")
+    p.add_argument("--es-sigma", type=float, default=0.02,
+                   help="ES: perturbation std of the weights (default: %(default)s)")
+    p.add_argument("--scheme", choices=SCHEMES, default="paper",
+                   help="paper: eq. 2 as published; scale-free: the general ZO-LSTM "
+                        "(scale-free inputs, adapted step size; use --meta-loss eq4-log)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -89,7 +100,10 @@ def config_from_args(args: argparse.Namespace) -> MetaConfig:
         unroll=args.unroll, lr=args.lr, batch=args.batch, q=args.q, mu=args.mu,
         zo_mu=args.zo_mu, lam=args.lam, clip=args.clip, val_fraction=args.val_fraction,
         val_every=args.val_every, val_p_query=args.val_p_query, preprocess=args.preprocess,
-        input_scale=args.input_scale, forget_bias=args.forget_bias, seed=args.seed,
+        input_scale=args.input_scale, forget_bias=args.forget_bias,
+        meta_grad=args.meta_grad, es_pairs=args.es_pairs, es_sigma=args.es_sigma,
+        scheme=args.scheme,
+        seed=args.seed,
     )
 
 

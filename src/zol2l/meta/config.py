@@ -6,6 +6,7 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from zol2l.learned.rnn import SCHEMES
 from zol2l.meta.objective import META_LOSSES
 
 STAGES = ("update", "query")
@@ -51,6 +52,11 @@ class MetaConfig:
             ``input_scale=None`` measures it (``1 / median |input|`` on training instances).
         forget_bias: ``None`` (bias-free LSTM, the authors') or the initial value of a learned
             forget-gate bias of the trained RNN (:class:`~zol2l.learned.RNNConfig`).
+        meta_grad: ``"bptt"`` (truncated back-propagation, section 3.2) or ``"es"``
+            (antithetic evolution strategies over whole runs, :mod:`zol2l.meta.es`).
+        es_pairs, es_sigma: antithetic pairs per ES step and their perturbation std.
+        scheme: ``"paper"`` (eq. 2 as published) or ``"scale-free"``
+            (:mod:`zol2l.learned.scalefree`; pair it with ``meta_loss="eq4-log"``).
         seed: seeds weights, instance batches, directions and minibatches.
     """
 
@@ -80,6 +86,10 @@ class MetaConfig:
     preprocess: str = "scale"
     input_scale: list[float] | None = None
     forget_bias: float | None = None
+    meta_grad: str = "bptt"
+    es_pairs: int = 8
+    es_sigma: float = 0.02
+    scheme: str = "paper"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -91,6 +101,12 @@ class MetaConfig:
             raise ValueError(f"query_grad must be one of {QUERY_GRADS}, got {self.query_grad!r}")
         if self.meta_loss not in META_LOSSES:
             raise ValueError(f"meta_loss must be one of {META_LOSSES}, got {self.meta_loss!r}")
+        if self.meta_grad not in ("bptt", "es"):
+            raise ValueError(f"meta_grad must be 'bptt' or 'es', got {self.meta_grad!r}")
+        if int(self.es_pairs) < 1 or not float(self.es_sigma) > 0:
+            raise ValueError("es_pairs must be >= 1 and es_sigma positive")
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {SCHEMES}, got {self.scheme!r}")
         if self.stage == "query" and not self.init:
             raise ValueError("stage 'query' needs --init, the stage-1 (update) checkpoint")
         if not float(self.init_alpha) > 0:
@@ -122,7 +138,8 @@ class MetaConfig:
         for name in ("grad", "query_grad", "meta_loss", "epochs", "runs_per_epoch", "steps",
                      "unroll", "lr",
                      "batch", "q", "mu", "zo_mu", "lam", "clip", "val_fraction", "val_every",
-                     "val_p_query", "preprocess", "forget_bias", "seed"):
+                     "val_p_query", "preprocess", "forget_bias", "meta_grad", "es_pairs",
+                     "es_sigma", "scheme", "seed"):
             value = getattr(self, name)
             if value is not None:
                 parts += [f"--{name.replace('_', '-')}", str(value)]

@@ -5,6 +5,9 @@ Over a run of ``T`` optimizee steps, with ``theta_t`` the iterate after ``t`` st
 normalization) used by the step that produced ``theta_t``:
 
 * ``"eq4"``: ``L = sum_t w_t f(theta_t) + lambda sum_t ||Sigma_t - I||_F^2``, ``w_t = t``;
+* ``"eq4-log"``: eq. 4 on ``log(f(theta_t) / f(theta_0))`` (the general ZO-LSTM, trained on
+  families whose values span many orders of magnitude: every row counts by its relative
+  progress, whatever its scale);
 * ``"telescoping"`` (the authors' code): ``sum_t t (f(theta_t) - f(theta_{t-1})) + the same
   regularizer``.  Its gradient is ``t_end grad f_end - sum_{t<t_end} grad f_t`` inside a
   truncation: it rewards the truncation's last iterate and *penalizes* the others' progress.
@@ -18,16 +21,23 @@ to it up to ``eps``; it keeps the elementwise meta-gradient clamp meaningful).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 
-META_LOSSES = ("eq4", "telescoping")
+META_LOSSES = ("eq4", "telescoping", "eq4-log")
 
 
 def normalizer(total_steps: int) -> float:
     """``C = sum_{t=1}^T t``."""
     return total_steps * (total_steps + 1) / 2.0
+
+
+def relative_log(value: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """``log(f / f_0)``, floored at ``log(1e-12)`` (values at or below 0 count as the floor)."""
+    ref = reference.detach().abs().clamp_min(torch.finfo(reference.dtype).tiny)
+    return torch.log((value / ref).clamp_min(1e-12))
 
 
 def sigma_penalty(std_pred: torch.Tensor) -> torch.Tensor:
@@ -44,6 +54,7 @@ def window_loss(
     std_preds: Sequence[torch.Tensor] = (),
     lam: float = 0.005,
     total_steps: int | None = None,
+    reference: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The meta-loss of one truncation.
 
@@ -55,6 +66,7 @@ def window_loss(
         std_preds: the QueryRNN's predicted std of each step (``[B, d]``), if any.
         lam: the regularization weight ``lambda`` of eq. 4 (0.005 in the paper).
         total_steps: ``T`` of the run for the normalizer ``C`` (``None``: no normalization).
+        reference: ``f(theta_0)`` per problem (``"eq4-log"`` only; constant).
     """
     if kind not in META_LOSSES:
         raise ValueError(f"meta-loss must be one of {META_LOSSES}, got {kind!r}")
@@ -63,7 +75,11 @@ def window_loss(
     terms = []
     before = previous
     for value, t in zip(values, steps, strict=True):
-        if kind == "eq4":
+        if kind == "eq4-log":
+            if reference is None:
+                raise ValueError("the eq4-log meta-loss needs the initial values")
+            terms.append(float(t) * relative_log(value, reference))
+        elif kind == "eq4":
             terms.append(float(t) * value)
         else:
             if before is None:
@@ -75,3 +91,16 @@ def window_loss(
         loss = loss + lam * sigma_penalty(std).to(loss.dtype)
     loss = loss.mean()
     return loss / normalizer(total_steps) if total_steps else loss
+
+
+def run_fitness(loss: torch.Tensor, kind: str = "eq4") -> float:
+    """The eq. 4-weighted mean ``sum_t t L_t / sum_t t`` of a run's loss history
+    ``[T + 1, B]`` (row 0 the initial loss), averaged over the ``B`` rows; for ``"eq4-log"``
+    of ``log(L_t / L_0)``.  ``inf`` if any value is not finite (a diverged row).  This is
+    the meta-trainer's validation loss and the evolution-strategies fitness."""
+    loss = loss.double()
+    if kind == "eq4-log":
+        loss = relative_log(loss, loss[0])
+    w = torch.arange(1, loss.shape[0], dtype=torch.float64)
+    weighted = (w[:, None] * loss[1:]).sum(0) / w.sum()
+    return float(weighted.mean()) if bool(torch.isfinite(weighted).all()) else math.inf

@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +84,21 @@ class TrainerFiles:
                 fh.flush()
                 os.fsync(fh.fileno())
         atomic_write(self.log_path, write)
+
+
+@dataclass
+class Window:
+    """One unrolled truncation: its last iterate, meta-loss values, steps and predicted stds."""
+
+    x: torch.Tensor
+    values: list[torch.Tensor]
+    steps: list[int]
+    std_preds: list[torch.Tensor]
+
+
+def derive_seed(*keys: int) -> int:
+    """A seed from integer keys (seed, epoch, run, purpose)."""
+    seed = 0
+    for k in keys:
+        seed = (seed * 1_000_003 + int(k) + 12_345) % (2**62)
+    return seed

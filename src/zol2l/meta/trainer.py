@@ -12,14 +12,8 @@ Stages (section 3.3): ``update`` trains the UpdateRNN with standard Gaussian que
 ``query`` loads the stage-1 UpdateRNN, freezes it (``requires_grad=False``: it stays bitwise
 unchanged, gradients flow *through* it, not into it) and trains the QueryRNN with ``P = 1``.
 
-Measured on binary classification (stage 1, validation = eq. 4-weighted loss of held-out
-training instances; bench/results/meta_decisions.json): the paper's 20-step truncations give a
-conservative optimizer (effective gain ~0.17 on the estimate where tuned ZO-SGD uses lr = 1;
-200-step runs: 0.072 vs 0.0635 with full BPTT, 0.0645 with 100-step truncations): the
-short-horizon bias of truncated meta-objectives.  The shipped optimizer uses 500-step runs
-(section 4.2) in 250-step truncations.  ``eq4`` trains better than ``telescoping``
-(quadratics 0.085 vs 0.25; binary with full BPTT 0.0635 vs 0.079; a tie with 20-step
-truncations), so it is the default.
+The truncation length, the meta-loss and their measurements are in ``docs/decisions.md``;
+``--meta-grad es`` replaces back-propagation by evolution strategies (:mod:`zol2l.meta.es`).
 
 Gradient paths (``theta_{t+1} = theta_t + UpdateRNN(g_hat_t)``):
 
@@ -47,7 +41,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -57,32 +51,16 @@ from tqdm import tqdm
 from zol2l.estimators import zo_value
 from zol2l.learned.checkpoint import load_checkpoint
 from zol2l.learned.rnn import CoordinateLSTM, QueryRNN, RNNConfig, UpdateRNN
+from zol2l.learned.scalefree import ScaleFreeUpdateRNN
 from zol2l.loop import advance, run
 from zol2l.meta.config import MetaConfig
-from zol2l.meta.objective import window_loss
-from zol2l.meta.state import TrainerFiles
+from zol2l.meta.es import es_step
+from zol2l.meta.objective import run_fitness, window_loss
+from zol2l.meta.state import TrainerFiles, Window, derive_seed
 from zol2l.optimizers.zo_lstm import ZOLSTM, LearnedZO, ZOLSTMNoQuery
 from zol2l.oracle import Oracle
 from zol2l.tasks import make_task
 from zol2l.tasks.base import Problem
-
-
-@dataclass
-class Window:
-    """One unrolled truncation: its last iterate, meta-loss values, steps and predicted stds."""
-
-    x: torch.Tensor
-    values: list[torch.Tensor]
-    steps: list[int]
-    std_preds: list[torch.Tensor]
-
-
-def derive_seed(*keys: int) -> int:
-    """A seed from integer keys (seed, epoch, run, purpose)."""
-    seed = 0
-    for k in keys:
-        seed = (seed * 1_000_003 + int(k) + 12_345) % (2**62)
-    return seed
 
 
 class MetaTrainer:
@@ -153,6 +131,12 @@ class MetaTrainer:
             self.update_rnn = warm.requires_grad_(False)  # frozen: bitwise unchanged
         if saved is not None:
             config = RNNConfig.from_dict(json.loads(saved["rnn_config"]))
+        elif cfg.scheme == "scale-free" and not (cfg.stage == "update" and warm is not None):
+            # scale-free inputs need no measured scale; the UpdateRNN's head starts at zero
+            # (the hand-designed scheme), the QueryRNN's as the paper's
+            config = RNNConfig(preprocess="none", forget_bias=cfg.forget_bias,
+                               head_init=0.0 if cfg.stage == "update" else 0.1,
+                               scheme="scale-free" if cfg.stage == "update" else "paper")
         elif cfg.stage == "update" and warm is not None:  # --init-alpha scales its output
             config = replace(warm.config,
                              output_scale=warm.config.output_scale * float(cfg.init_alpha))
@@ -164,6 +148,8 @@ class MetaTrainer:
                 scale = cfg.input_scale or self.measure_input_scale(kind.n_inputs)
             config = RNNConfig(preprocess=cfg.preprocess, input_scale=tuple(scale),
                                forget_bias=cfg.forget_bias)
+        if config.scheme == "scale-free":
+            kind = ScaleFreeUpdateRNN
         trained = kind(config, seed=cfg.seed + (cfg.stage == "query"))
         if cfg.stage == "update" and warm is not None and saved is None:
             trained.load_state_dict(warm.state_dict())
@@ -190,13 +176,16 @@ class MetaTrainer:
         medians = [torch.cat(grads).median(), torch.cat(updates).median()][:n_inputs]
         return [1.0 / float(m) if float(m) > 0 else 1.0 for m in medians]
 
-    def optimizer(self, p_query: float = 1.0) -> LearnedZO:
-        """The learned optimizer of this stage around the trainer's modules."""
+    def optimizer(self, p_query: float = 1.0, problem: Problem | None = None) -> LearnedZO:
+        """The learned optimizer of this stage around the trainer's modules (with the ``q``
+        that ``problem`` suggests, e.g. a mixture member's, else the run's)."""
+        q = getattr(problem, "suggested_q", None) if self.cfg.q is None else None
+        q = q or self.q
         if self.cfg.stage == "update":
-            return ZOLSTMNoQuery(checkpoint=None, update_rnn=self.update_rnn, q=self.q,
+            return ZOLSTMNoQuery(checkpoint=None, update_rnn=self.update_rnn, q=q,
                                  mu=self.cfg.mu)
         return ZOLSTM(checkpoint=None, update_rnn=self.update_rnn, query_rnn=self.query_rnn,
-                      p_query=p_query, q=self.q, mu=self.cfg.mu)
+                      p_query=p_query, q=q, mu=self.cfg.mu)
 
     def modules(self, weights: dict[str, torch.Tensor] | None = None
                 ) -> dict[str, CoordinateLSTM]:
@@ -222,14 +211,19 @@ class MetaTrainer:
                       dtype=problem.x0.dtype, nonfinite="inf")
 
     def value(self, problem: Problem, x: torch.Tensor) -> torch.Tensor:
-        """``f(x)`` for the meta-loss, differentiable (autograd or eq. 5)."""
+        """``f(x)`` for the meta-loss, differentiable (autograd or eq. 5).  With
+        ``eq4-log`` and autograd it is the task's reported (noiseless, full-data) loss."""
+        if self.grad == "autograd" and self.cfg.meta_loss == "eq4-log" and \
+                problem.reports_loss:
+            return problem.loss(x)  # type: ignore[return-value]
         if self.grad == "autograd":
             return problem.differentiable_objective(x[:, None, :])[:, 0]
         return zo_value(x, problem.objective, self.cfg.zo_mu)
 
     def unroll_window(self, opt: LearnedZO, problem: Problem, oracle: Oracle,
                       x: torch.Tensor, state: dict[str, Any], gen: torch.Generator,
-                      t0: int, n: int, previous: torch.Tensor) -> tuple[torch.Tensor, Window]:
+                      t0: int, n: int, previous: torch.Tensor,
+                      reference: torch.Tensor | None = None) -> tuple[torch.Tensor, Window]:
         """Steps ``t0 .. t0 + n - 1`` with their graph; returns the truncation's meta-loss."""
         window = Window(x, [], [], [])
         for t in range(t0, t0 + n):
@@ -242,23 +236,25 @@ class MetaTrainer:
             window.steps.append(t + 1)
         loss = window_loss(window.values, window.steps, kind=self.cfg.meta_loss,
                            previous=previous, std_preds=window.std_preds, lam=self.cfg.lam,
-                           total_steps=self.cfg.steps)
+                           total_steps=self.cfg.steps, reference=reference)
         return loss, window
 
     def train_run(self, problem: Problem, gen: torch.Generator) -> dict[str, float]:
         """One optimizee run of ``steps`` steps, one Adam step per truncation."""
         cfg = self.cfg
-        opt = self.optimizer(1.0)
+        opt = self.optimizer(1.0, problem)
         oracle = self.oracle(problem)
         x = problem.x0.clone()
         state: dict[str, Any] = {"t": 0}
         problem.next_iteration(0)
         with torch.no_grad():
             previous = self.value(problem, x).detach()
+        reference = previous.clone()
         first, total, skipped = float(previous.mean()), 0.0, 0
         for t0 in range(0, cfg.steps, cfg.unroll):
             loss, window = self.unroll_window(opt, problem, oracle, x, state, gen, t0,
-                                              min(cfg.unroll, cfg.steps - t0), previous)
+                                              min(cfg.unroll, cfg.steps - t0), previous,
+                                              reference)
             self.adam.zero_grad(set_to_none=True)
             if not bool(torch.isfinite(loss)):
                 skipped += 1  # a diverged run: no update, and the run ends here
@@ -281,18 +277,24 @@ class MetaTrainer:
         """Run the current optimizer (no graph) on the held-out training instances.
 
         ``val_loss`` is the eq. 4-weighted mean ``sum_t t L_t / sum_t t`` of the reported
-        loss over the run (``inf`` if any row diverged); ``val_final_loss`` the mean final loss.
+        loss over the run (:func:`~zol2l.meta.objective.run_fitness`; ``inf`` if any row
+        diverged), averaged over the task's validation batches (one per member of a
+        mixture); ``val_final_loss`` the mean final loss (relative to the initial one with
+        ``eq4-log``).
         """
-        opt = self.optimizer(self.cfg.val_p_query)
         seed = derive_seed(self.cfg.seed, 7, 7, 7)
-        problem = self.task.problem(self.val_ids, trials=1, seed=seed)
-        result = run(opt, problem, self.cfg.steps, seed=seed, nonfinite="inf")
-        loss = result.loss.double()
-        w = torch.arange(1, loss.shape[0], dtype=torch.float64)
-        weighted = (w[:, None] * loss[1:]).sum(0) / w.sum()
-        finite = bool(torch.isfinite(weighted).all())
-        return {"val_loss": float(weighted.mean()) if finite else math.inf,
-                "val_final_loss": float(loss[-1].mean()) if finite else math.inf}
+        batches = getattr(self.task, "validation", None)
+        problems = batches(self.val_ids, seed) if batches is not None else \
+            [self.task.problem(self.val_ids, trials=1, seed=seed)]
+        values, finals = [], []
+        for problem in problems:
+            opt = self.optimizer(self.cfg.val_p_query, problem)
+            loss = run(opt, problem, self.cfg.steps, seed=seed, nonfinite="inf").loss.double()
+            values.append(run_fitness(loss, self.cfg.meta_loss))
+            final = loss[-1] / (loss[0] if self.cfg.meta_loss == "eq4-log" else 1.0)
+            finals.append(float(final.mean()) if bool(torch.isfinite(final).all())
+                          else math.inf)
+        return {"val_loss": sum(values) / len(values), "val_final_loss": sum(finals) / len(finals)}
 
     # ------------------------------------------------------------------ the loop
     def fit(self, stop_after_runs: int | None = None) -> dict[str, Any]:
@@ -334,10 +336,15 @@ class MetaTrainer:
         pick = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, r, 1))
         order = torch.randperm(len(self.train_ids), generator=pick).tolist()
         ids = [self.train_ids[i] for i in order[: min(cfg.batch, len(order))]]
-        problem = self.task.problem(ids, trials=1, seed=derive_seed(cfg.seed, epoch, r, 2))
+        seed = derive_seed(cfg.seed, epoch, r, 2)
         gen = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, r, 3))
-        row: dict[str, Any] = {"run": self.done + 1, "epoch": epoch + 1,
-                               **self.train_run(problem, gen), "meta_step": self.meta_step}
+        if cfg.meta_grad == "es":
+            stats = es_step(self, lambda: self.task.problem(ids, trials=1, seed=seed),
+                            derive_seed(cfg.seed, epoch, r, 3))
+        else:
+            stats = self.train_run(self.task.problem(ids, trials=1, seed=seed), gen)
+        row: dict[str, Any] = {"run": self.done + 1, "epoch": epoch + 1, **stats,
+                               "meta_step": self.meta_step}
         self.done += 1
         if r == cfg.runs_per_epoch - 1 and ((epoch + 1) % cfg.val_every == 0
                                             or epoch + 1 == cfg.epochs):

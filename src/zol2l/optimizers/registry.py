@@ -23,8 +23,17 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+#: prefix of the peer optimizers of ``zol2l benchmark`` (:mod:`zol2l.benchmark.peers`):
+#: wrappers of other libraries, resolved by name but never listed by :func:`available`
+PEER_PREFIX = "peer:"
+
+
 def get_class(name: str) -> type:
-    """The optimizer class registered as ``name``."""
+    """The optimizer class registered as ``name`` (``peer:NAME`` for a benchmark peer)."""
+    if name.startswith(PEER_PREFIX):
+        from zol2l.benchmark.peers import peer_class
+
+        return peer_class(name)
     try:
         return _REGISTRY[name]
     except KeyError:

@@ -32,9 +32,12 @@ import torch
 
 from zol2l.learned.checkpoint import CheckpointError, load_checkpoint
 from zol2l.learned.rnn import QueryRNN, UpdateRNN, mix_and_normalize
-from zol2l.optimizers.base import ZOOptimizer
+from zol2l.learned.scalefree import ScaleFreeState, ScaleFreeUpdateRNN
+from zol2l.optimizers.base import StepOutput, ZOOptimizer
 from zol2l.optimizers.registry import register
+from zol2l.optimizers.scale_free import scale_free_step
 from zol2l.optimizers.zo_guided_es import GuidedSampling
+from zol2l.oracle import Oracle
 
 DEFAULT_CHECKPOINT = "pretrained:binary-classification"
 
@@ -106,6 +109,8 @@ class LearnedZO(ZOOptimizer):
             self.query_rnn = _first(query_rnn, loaded.get("query")) or QueryRNN(seed=init_seed + 1)
         if not loaded and any(given[k] is not None for k in needs):
             self.checkpoint = "<modules>"
+        #: the scale-free scheme (``pretrained:general``) or eq. 2 as published
+        self.scale_free = isinstance(self.update_rnn, ScaleFreeUpdateRNN)
 
     def hyperparameters(self) -> dict[str, Any]:
         hp = super().hyperparameters()
@@ -116,6 +121,8 @@ class LearnedZO(ZOOptimizer):
         if self.sampling == "query":
             hp["p_query"] = self.p_query
         hp["checkpoint"] = self.checkpoint
+        if self.scale_free:
+            hp["scheme"] = "scale-free"
         if self.checkpoint_sha256 is not None:
             hp["checkpoint_sha256"] = self.checkpoint_sha256
         return hp
@@ -127,11 +134,24 @@ class LearnedZO(ZOOptimizer):
                 module.to(x.device)  # the RNNs run where the iterate lives (e.g. --device cuda)
         return {}
 
+    def queries_at(self, t: int) -> int:
+        """``q + 1``; ``q + 3`` for the scale-free scheme (see
+        :mod:`zol2l.optimizers.scale_free`)."""
+        return self.q + (3 if self.scale_free else 1)
+
+    def step(self, oracle: Oracle, x: torch.Tensor, state: dict[str, Any],
+             gen: torch.Generator) -> StepOutput:
+        if self.scale_free:
+            return scale_free_step(self, oracle, x, state, gen)
+        return super().step(oracle, x, state, gen)
+
     @staticmethod
     def detach_state(state: dict[str, Any]) -> None:
         """Cut the autograd graph held by ``state`` (truncated BPTT boundaries)."""
         for key, value in list(state.items()):
-            if isinstance(value, torch.Tensor):
+            if isinstance(value, ScaleFreeState):
+                value.detach()
+            elif isinstance(value, torch.Tensor):
                 state[key] = value.detach()
             elif isinstance(value, tuple) and all(isinstance(v, torch.Tensor) for v in value):
                 state[key] = tuple(v.detach() for v in value)

@@ -1,0 +1,180 @@
+"""Peers of ``zol2l benchmark``: CMA-ES (pycma) and nevergrad's NGOpt behind the
+:class:`~zol2l.optimizers.base.ZOOptimizer` interface, so that they query the objective
+through the same :class:`~zol2l.oracle.Oracle` (one call per step, every point counted) and
+step through the same loop under the same budget as zol2l's optimizers.
+
+* ``peer:cma-es``: ``cma.CMAEvolutionStrategy`` per row, its default population
+  ``4 + floor(3 ln d)``, the initial step ``sigma0`` (default 1, pycma has none); diagonal
+  (separable) CMA from ``d >= 500`` (``CMA_diagonal``), as COCO's large-scale studies use.
+  The iterate is the distribution mean.
+* ``peer:ngopt``: ``nevergrad.optimizers.NGOpt`` per row with the run's budget, asked for
+  ``batch`` candidates per step (``num_workers = batch``); the iterate is its recommendation.
+
+They are optional extras (``pip install -e '.[peers]'``); a missing library raises
+:class:`PeerUnavailableError` with the install command.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from zol2l.optimizers.base import StepOutput, ZOOptimizer
+from zol2l.oracle import Oracle
+
+
+class PeerUnavailableError(ImportError):
+    """A peer's library is not installed."""
+
+
+def _library(module: str, package: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise PeerUnavailableError(
+            f"the benchmark peer needs {package}: pip install -e '.[peers]' "
+            f"(or pip install {package})") from None
+
+
+def available_peers() -> list[str]:
+    """Names of the peers whose libraries are installed."""
+    names = []
+    for name, (module, _) in LIBRARIES.items():
+        try:
+            importlib.import_module(module)
+            names.append(name)
+        except ImportError:
+            pass
+    return names
+
+
+class Peer(ZOOptimizer):
+    """A wrapped library optimizer: ``dim`` is needed up front (queries per step).
+
+    Args:
+        dim: the problems' dimension.
+        budget: queries per row the run may spend (NGOpt plans with it).
+        seed: the library's seed (offset by the row).
+    """
+
+    library: ClassVar[tuple[str, str]] = ("", "")
+
+    def __init__(self, *, dim: int, budget: int | None = None, seed: int = 0,
+                 q: int = 20, **kwargs: Any) -> None:
+        super().__init__(q=q, **kwargs)
+        _library(*self.library)
+        self.dim, self.budget, self.seed = int(dim), budget, int(seed)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"dim": self.dim, "budget": self.budget, "seed": self.seed}
+
+    def update(self, x: torch.Tensor, grad: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
+        raise NotImplementedError("peers step through step()")
+
+
+class CMAES(Peer):
+    """pycma's CMA-ES (see the module docstring)."""
+
+    name = "peer:cma-es"
+    library = ("cma", "cma")
+
+    def __init__(self, *, sigma0: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not float(sigma0) > 0:
+            raise ValueError(f"sigma0 must be positive, got {sigma0}")
+        self.sigma0 = float(sigma0)
+        self.popsize = 4 + int(3 * np.log(self.dim))
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {**super().hyperparameters(), "sigma0": self.sigma0, "popsize": self.popsize,
+                "separable": self.dim >= 500}
+
+    def queries_at(self, t: int) -> int:
+        return self.popsize
+
+    def init_state(self, x: torch.Tensor) -> dict[str, Any]:
+        cma = _library(*self.library)
+        opts = {"seed": self.seed + 1, "verbose": -9, "popsize": self.popsize,
+                "CMA_diagonal": self.dim >= 500, "tolfun": 0, "tolx": 0, "tolfunhist": 0,
+                "tolstagnation": 10**9, "maxfevals": np.inf}
+        rows = x.detach().cpu().double().numpy()
+        strategies = []
+        for i, row in enumerate(rows):
+            strategies.append(cma.CMAEvolutionStrategy(row, self.sigma0,
+                                                       {**opts, "seed": self.seed + 1 + i}))
+        return {"strategies": strategies}
+
+    def step(self, oracle: Oracle, x: torch.Tensor, state: dict[str, Any],
+             gen: torch.Generator) -> StepOutput:
+        strategies = state["strategies"]
+        asked = [np.asarray(es.ask()) for es in strategies]
+        points = torch.as_tensor(np.stack(asked), dtype=x.dtype, device=x.device)
+        values = oracle(points)
+        finite = torch.where(torch.isfinite(values), values, torch.full_like(values, 1e300))
+        for es, cand, vals in zip(strategies, asked, finite.cpu().double().numpy(),
+                                  strict=True):
+            es.tell(list(cand), vals.tolist())
+        mean = np.stack([es.mean for es in strategies])
+        state["t"] = state.get("t", 0) + 1
+        return StepOutput(torch.as_tensor(mean, dtype=x.dtype, device=x.device),
+                          values.min(dim=1).values, torch.zeros_like(x))
+
+
+class NGOpt(Peer):
+    """nevergrad's NGOpt (see the module docstring)."""
+
+    name = "peer:ngopt"
+    library = ("nevergrad", "nevergrad")
+
+    def __init__(self, *, batch: int = 21, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if int(batch) < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        self.batch = int(batch)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {**super().hyperparameters(), "batch": self.batch}
+
+    def queries_at(self, t: int) -> int:
+        return self.batch
+
+    def init_state(self, x: torch.Tensor) -> dict[str, Any]:
+        ng = _library(*self.library)
+        rows = x.detach().cpu().double().numpy()
+        opts = []
+        for i, row in enumerate(rows):
+            param = ng.p.Array(init=row.copy())
+            param.random_state = np.random.RandomState(self.seed + 1 + i)
+            opts.append(ng.optimizers.NGOpt(parametrization=param, budget=self.budget,
+                                            num_workers=self.batch))
+        return {"ng": opts}
+
+    def step(self, oracle: Oracle, x: torch.Tensor, state: dict[str, Any],
+             gen: torch.Generator) -> StepOutput:
+        opts = state["ng"]
+        asked = [[o.ask() for _ in range(self.batch)] for o in opts]
+        points = np.stack([np.stack([c.value for c in cands]) for cands in asked])
+        values = oracle(torch.as_tensor(points, dtype=x.dtype, device=x.device))
+        finite = torch.where(torch.isfinite(values), values, torch.full_like(values, 1e300))
+        for o, cands, vals in zip(opts, asked, finite.cpu().double().numpy(), strict=True):
+            for cand, val in zip(cands, vals, strict=True):
+                o.tell(cand, float(val))
+        rec = np.stack([o.provide_recommendation().value for o in opts])
+        state["t"] = state.get("t", 0) + 1
+        return StepOutput(torch.as_tensor(rec, dtype=x.dtype, device=x.device),
+                          values.min(dim=1).values, torch.zeros_like(x))
+
+
+PEERS: dict[str, type[Peer]] = {CMAES.name: CMAES, NGOpt.name: NGOpt}
+LIBRARIES = {name: cls.library for name, cls in PEERS.items()}
+
+
+def peer_class(name: str) -> type[Peer]:
+    """The peer class of ``peer:NAME``."""
+    try:
+        return PEERS[name]
+    except KeyError:
+        raise ValueError(f"unknown peer {name!r}; peers: {', '.join(PEERS)}") from None

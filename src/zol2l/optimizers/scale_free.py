@@ -1,0 +1,76 @@
+"""One step of the scale-free ZO-LSTM (:mod:`zol2l.learned.scalefree`).
+
+:class:`~zol2l.optimizers.zo_lstm.LearnedZO` runs this step instead of eq. 2's when its
+UpdateRNN is a :class:`~zol2l.learned.scalefree.ScaleFreeUpdateRNN` (a checkpoint whose
+config has ``scheme = "scale-free"``, e.g. ``pretrained:general``).  It spends ``q + 3``
+queries in ONE oracle call: eq. 1 at the current point (``q + 1``, with ``mu_t`` from the
+step size and the measured noise and the QueryRNN's std, eq. 3, Bernoulli-mixed and
+normalized), the current point a second time (the evaluation noise) and the last accepted
+point again (the success of the last step, judged on the same minibatch).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from zol2l.estimators import directional_average, sample_directions
+from zol2l.learned.rnn import mix_and_normalize
+from zol2l.learned.scalefree import (
+    ScaleFreeState,
+    ScaleFreeUpdateRNN,
+    features,
+    normalized_estimate,
+    observe,
+)
+from zol2l.optimizers.base import StepOutput
+from zol2l.oracle import Oracle
+
+if TYPE_CHECKING:
+    from zol2l.optimizers.zo_lstm import LearnedZO
+
+
+def scale_free_step(opt: LearnedZO, oracle: Oracle, x: torch.Tensor, state: dict[str, Any],
+                    gen: torch.Generator) -> StepOutput:
+    """One scale-free step of ``opt`` from ``x[B, d]`` (state kept in ``state['scale_free']``)."""
+    rnn = opt.update_rnn
+    assert isinstance(rnn, ScaleFreeUpdateRNN)
+    const = rnn.constants
+    sf: ScaleFreeState | None = state.get("scale_free")
+    if sf is None:
+        sf = ScaleFreeState.initial(x, const, opt.alpha)
+        state["scale_free"] = sf
+    state.setdefault("t", 0)
+    extras: dict[str, torch.Tensor] = {}
+    std = None
+    if opt.sampling == "query":
+        assert opt.query_rnn is not None
+        raw, sf.query_hidden = opt.query_rnn(sf.prev_n, sf.prev_step, sf.query_hidden)
+        std = mix_and_normalize(raw, opt.p_query, gen)
+        extras["std_pred"], extras["std"] = raw, std
+    guide = opt.guide(state) if opt.sampling == "guided" else None
+    mu = sf.mu(const)
+    u = sample_directions((x.shape[0], opt.q, x.shape[1]), gen, dtype=x.dtype,
+                          device=x.device, std=std, guide=guide, alpha=opt.guide_alpha)
+    base = x.detach()[:, None, :]
+    values = oracle(torch.cat([base, base + mu[:, None, None] * u, base,
+                               sf.x_base.detach()[:, None, :]], dim=1))
+    fx = values[:, 0]
+    diffs = values[:, 1:-2] - fx[:, None]
+    grad = directional_average(diffs / mu[:, None], u)
+    x_base, r = observe(sf, fx, values[:, -2], values[:, -1], x, diffs, const)
+    n = normalized_estimate(sf, grad, const)
+    out, sf.update_hidden = rnn(features(sf, n, r, const), sf.update_hidden)
+    sf.log_sigma = sf.log_sigma + const.vote_scale * torch.tanh(out[1].mean(dim=1))
+    mhat = sf.m / (1.0 - const.beta1 ** (sf.t + 1))
+    direction = out[0] - mhat
+    x_new = x_base + sf.sigma[:, None] * direction
+    sf.x_base = x_base
+    sf.prev_n, sf.prev_step = n.detach(), direction.detach()
+    sf.t += 1
+    extras["sigma"] = sf.sigma.detach()
+    extras["mu"] = mu
+    state["prev_grad"], state["prev_update"] = grad.detach(), (x_new - x).detach()
+    state["t"] += 1
+    return StepOutput(x_new, fx, grad, extras)
