@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -183,16 +184,25 @@ def cmd_attack(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, ``zol2l: error: ...``, exit code 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"zol2l: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 COMMAND_MODULES = ["zol2l.train_target", "zol2l.meta.cli", "zol2l.experiments.reproduce.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``zol2l``."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="zol2l",
         description="Learned zeroth-order optimization: ZO estimators, hand-designed and "
                     "learned ZO optimizers, black-box tasks.",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, print the traceback too (accepted anywhere)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("evaluate", help="compare optimizers on test instances of a task")
@@ -238,19 +248,31 @@ def _command_modules() -> list[Any]:
     return [importlib.import_module(name) for name in COMMAND_MODULES]
 
 
+#: commands whose --out is a folder that one run at a time may write (zol2l.lock)
+LOCKED_COMMANDS = ("evaluate", "attack", "tune", "meta-train", "reproduce")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``zol2l`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, TypeError, RayUnavailableError) as exc:
-        print(f"zol2l {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as exc:
-        why = f": {exc}" if str(exc) else ""
-        print(f"zol2l {args.command}: interrupted{why}", file=sys.stderr)
-        return 130
+    """Entry point of the ``zol2l`` console script.  A mistake is reported as one line
+    ``zol2l: error: ...`` with exit code 2 (``--debug``, anywhere on the line: the traceback
+    too); see :mod:`zol2l.errors`."""
+    from zol2l.errors import run_command
+    from zol2l.lock import out_lock
+    from zol2l.validation import check_args
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    args = build_parser().parse_args(argv)
+
+    def command() -> int:
+        check_args(args)
+        if args.command not in LOCKED_COMMANDS:
+            return int(args.func(args) or 0)
+        with out_lock(args.out, command=" ".join(["zol2l", *argv])):
+            return int(args.func(args) or 0)
+
+    return run_command(command, debug=debug, user_errors=(RayUnavailableError,))
 
 
 if __name__ == "__main__":

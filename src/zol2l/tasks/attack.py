@@ -227,6 +227,9 @@ class AttackFamily(TaskFamily):
 
             images, labels = load_dataset(self.dataset, data_dir, "test")  # type: ignore[arg-type]
         self.images, self.labels = images.to(self.device), labels.to(self.device)
+        check = getattr(self.target, "check_images", None)
+        if callable(check):  # a loaded --target file: fail now, clearly, on a shape mismatch
+            check(tuple(self.images.shape[1:]), self.dataset)
         self.c = self.default_c if c is None else float(c)
         self.p, self.box, self.max_batch = p, box, max_batch
         self.instance_seed, self.per_split = instance_seed, per_split
