@@ -59,7 +59,6 @@ def _show(message: Warning | str, category: type[Warning], filename: str, lineno
 def one_line_warnings() -> Iterator[None]:
     """Print every warning raised in the body as one ``zol2l: warning:`` line."""
     with warnings.catch_warnings():
-        warnings.simplefilter("default")
         warnings.showwarning = _show
         yield
 

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
+import warnings
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -156,7 +158,21 @@ def _weights_only() -> Iterator[None]:
             os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = before
 
 
-def _first_line(e: BaseException) -> str:
+@contextmanager
+def _quiet_torch_export() -> Iterator[None]:
+    """Silence torch.export's logged tracebacks (zol2l reports the error on one line)."""
+    loggers = [logging.getLogger(name) for name in ("torch.export", "torch._export")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def first_line(e: BaseException) -> str:
     text = " ".join(str(e).split())
     return f"{type(e).__name__}: {text[:300]}"
 
@@ -167,12 +183,14 @@ def load_model_bytes(data: bytes, source: str) -> tuple[Format, Any]:
     fmt = detect_format(data, source)
     try:
         if fmt == "torchscript":
-            module = torch.jit.load(io.BytesIO(data), map_location="cpu")
+            with warnings.catch_warnings():  # torch 2.9+ deprecates TorchScript loudly
+                warnings.simplefilter("ignore", DeprecationWarning)
+                module = torch.jit.load(io.BytesIO(data), map_location="cpu")
             module.eval()
             return fmt, module
-        with _weights_only():
+        with _weights_only(), _quiet_torch_export():
             return fmt, torch.export.load(io.BytesIO(data))
     except Exception as e:  # the loaders raise many types; the format is already known
         kind = "TorchScript file" if fmt == "torchscript" else "torch.export archive"
         raise ValueError(f"{source}: detected a {kind}, but torch cannot load it "
-                         f"({_first_line(e)})") from e
+                         f"({first_line(e)})") from e

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from zol2l.fileio import sha256_file
+from zol2l.modelfiles import first_line
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 TARGETS: tuple[str, ...] = ("mnist", "cifar10")
@@ -208,7 +209,7 @@ class ExternalTarget(nn.Module):
                 self(probe)
         except Exception as e:  # a TorchScript shape error is a RuntimeError with a trace
             raise ValueError(f"target {self.source} fails on {dataset} images of shape "
-                             f"[N, {', '.join(map(str, shape))}] ({_first_line(e)}); check "
+                             f"[N, {', '.join(map(str, shape))}] ({first_line(e)}); check "
                              "--dataset, or export the target for that input shape") from None
 
     def train(self, mode: bool = True) -> ExternalTarget:  # exported modules refuse .train()
@@ -246,8 +247,11 @@ def _export_signature(program: Any, source: str
     bounds = program.range_constraints.get(first.node.expr)
     if bounds is None:
         return (0, None), rest
-    finite = getattr(bounds.upper, "is_finite", True)
-    return (int(bounds.lower), int(bounds.upper) if finite else None), rest
+    try:
+        upper: int | None = int(bounds.upper)
+    except (TypeError, ValueError, AttributeError, OverflowError):  # sympy's int_oo
+        upper = None
+    return (int(bounds.lower), upper if upper is None or upper < 2**31 else None), rest
 
 
 def _target_from_bytes(data: bytes, outputs: str, source: str) -> ExternalTarget:
@@ -259,11 +263,6 @@ def _target_from_bytes(data: bytes, outputs: str, source: str) -> ExternalTarget
         return ExternalTarget(loaded, outputs, source)
     batch, shape = _export_signature(loaded, source)
     return ExternalTarget(loaded.module(), outputs, source, batch=batch, input_shape=shape)
-
-
-def _first_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return f"{type(e).__name__}: {text[:300]}"
 
 
 def load_target_file(path: str | os.PathLike[str],

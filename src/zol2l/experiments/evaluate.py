@@ -37,6 +37,7 @@ from zol2l.experiments.units import (
     RunContext,
     make_units,
     merge,
+    raise_nonfinite,
     torch_threads,
 )
 from zol2l.fileio import write_json_atomic
@@ -136,6 +137,8 @@ def evaluate(
     with torch_threads(ctx.threads):
         for name, units in plan.items():
             parts = [outputs[u.uid] for u in units]
+            for unit, part in zip(units, parts, strict=True):
+                raise_nonfinite(unit, part)
             device = getattr(task, "device", "cpu")
             result, state = merge(units, parts, device=device)
             problem = None
