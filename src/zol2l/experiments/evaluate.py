@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from zol2l.errors import warn
 from zol2l.experiments.backends import Backend, backend_scope
 from zol2l.experiments.runner import run_units
 from zol2l.experiments.units import (
@@ -42,7 +43,9 @@ from zol2l.experiments.units import (
 )
 from zol2l.fileio import write_json_atomic
 from zol2l.loop import RunResult
+from zol2l.optimizers import available, get_class
 from zol2l.tasks.base import Problem, TaskFamily
+from zol2l.validation import check_options
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> None:
@@ -87,6 +90,9 @@ def select_ids(task: TaskFamily, split: str, instances: int | None,
     if instances is not None:
         if instances < 1:
             raise ValueError(f"instances must be >= 1, got {instances}")
+        if instances > len(chosen):
+            warn(f"{instances} instances requested but the {split} split of {task.name} has "
+                 f"{len(chosen)}: running {len(chosen)}")
         chosen = chosen[:instances]
     if not chosen:
         raise ValueError("no instances to run")
@@ -163,14 +169,18 @@ def read_hparams(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     try:
         payload = json.loads(Path(path).read_text())
         table = payload["optimizers"]
-        return {name: dict(entry["hyperparameters"]) for name, entry in table.items()}
+        found = {name: dict(entry["hyperparameters"]) for name, entry in table.items()}
     except FileNotFoundError:
         raise FileNotFoundError(f"hyperparameter file {path} does not exist") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(
             f"{path} is not a zol2l tune file (expected {{'optimizers': {{NAME: "
             f"{{'hyperparameters': {{...}}}}}}}}): {exc}"
         ) from None
+    for name, hp in found.items():
+        if name in available():
+            check_options(get_class(name), hp, f"{path}: optimizers.{name}.hyperparameters")
+    return found
 
 
 def mean_final_loss(result: RunResult) -> float:

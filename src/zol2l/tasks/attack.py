@@ -203,6 +203,8 @@ class AttackFamily(TaskFamily):
             raise ValueError(f"box must be 'tanh' or 'clamp', got {box!r}")
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if c is not None and not float(c) >= 0:
+            raise ValueError(f"c (the distortion weight, --c) must be >= 0, got {c}")
         if isinstance(target, str):
             self.target_name = target
             target = load_target_file(target, outputs=outputs)  # type: ignore[arg-type]
