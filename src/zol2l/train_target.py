@@ -317,7 +317,7 @@ def run(args: argparse.Namespace) -> int:
                      device=device, progress=not args.no_progress, amp=args.amp,
                      channels_last=args.channels_last, command=_command_line(args))
     except (ValueError, FileNotFoundError) as e:
-        print(f"zol2l train-target: error: {e}", file=sys.stderr)
+        print(f"zol2l: error: train-target: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     return 0
 

@@ -137,7 +137,7 @@ def check_args(args: argparse.Namespace) -> None:
     c = getattr(args, "c", None)
     if c is not None and not c >= 0:
         raise UserError(f"--c {c}: the distortion weight must be >= 0 (0 ignores distortion)")
-    if getattr(args, "device", None) is not None:
+    if getattr(args, "device", None) not in (None, "auto"):
         check_device(args.device)
     for flag in ("max_batch", "instances", "images", "trials", "steps", "q", "instance_chunk",
                  "trial_chunk"):
