@@ -41,8 +41,10 @@ def _add_attack_options(p: argparse.ArgumentParser) -> None:
                    help="folder with mnist.npz / cifar10.npz or the official files "
                         "(default: $ZOL2L_DATA_DIR)")
     p.add_argument("--target", default=None,
-                   help="TorchScript or torch.export file of the classifier "
-                        "(default: the shipped target)")
+                   help="torch.export (.pt2) or TorchScript file of the classifier "
+                        "(default: the shipped target). A .pt2 whose weights or constants "
+                        "are pickles is refused; a TorchScript file is a program that "
+                        "runs when loaded: use only files you trust")
     p.add_argument("--outputs", choices=("logits", "log_probs"), default="logits",
                    help="what --target returns")
     p.add_argument("--c", type=float, default=None,
