@@ -169,10 +169,14 @@ def read_hparams(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     try:
         payload = json.loads(Path(path).read_text())
         table = payload["optimizers"]
-        found = {name: dict(entry["hyperparameters"]) for name, entry in table.items()}
+        found = {name: entry["hyperparameters"] for name, entry in table.items()}
+        for name, hp in found.items():
+            if not isinstance(hp, dict):
+                raise TypeError(f"optimizers.{name}.hyperparameters is "
+                                f"{type(hp).__name__}, not a table")
     except FileNotFoundError:
         raise FileNotFoundError(f"hyperparameter file {path} does not exist") from None
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(
             f"{path} is not a zol2l tune file (expected {{'optimizers': {{NAME: "
             f"{{'hyperparameters': {{...}}}}}}}}): {exc}"
@@ -180,7 +184,7 @@ def read_hparams(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     for name, hp in found.items():
         if name in available():
             check_options(get_class(name), hp, f"{path}: optimizers.{name}.hyperparameters")
-    return found
+    return {name: dict(hp) for name, hp in found.items()}
 
 
 def mean_final_loss(result: RunResult) -> float:
