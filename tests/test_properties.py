@@ -232,3 +232,26 @@ def test_the_strict_json_parser_rejects_nan(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="is not JSON"):
             load_strict_json(tmp_path / "bad.txt")
     assert np.isnan(json.loads('{"a": NaN}')["a"])  # what the default parser would accept
+
+
+FLOATS = st.recursive(st.floats() | st.integers() | st.none() | st.text(max_size=3),
+                      lambda inner: st.lists(inner, max_size=3)
+                      | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=10)
+
+
+@FAST
+@given(payload=FLOATS)
+def test_strict_json_writer_and_undefined_statistics(payload: object) -> None:
+    from zol2l.fileio import strict_dumps, undefined_as_null
+
+    def nonfinite(v: object) -> bool:
+        if isinstance(v, float):
+            return not math.isfinite(v)
+        items = v.values() if isinstance(v, dict) else v if isinstance(v, list) else []
+        return any(nonfinite(x) for x in items)
+
+    if nonfinite(payload):
+        with pytest.raises(ValueError, match="refusing to write non-finite numbers"):
+            strict_dumps(payload)
+    safe = undefined_as_null(payload)
+    assert json.loads(strict_dumps(safe)) == json.loads(json.dumps(safe))

@@ -62,6 +62,19 @@ def _first_nonfinite(value: Any, where: str = "") -> str | None:
     return None
 
 
+def undefined_as_null(value: Any) -> Any:
+    """A copy of ``value`` with every NaN or infinite float replaced by ``None``: for
+    statistics that are undefined (e.g. the correlation of a constant map), never for losses
+    (a non-finite loss is an error, see :mod:`zol2l.experiments.units`)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: undefined_as_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [undefined_as_null(v) for v in value]
+    return value
+
+
 def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
     """Write ``payload`` as indented, strict JSON (no NaN or Infinity), atomically."""
     text = strict_dumps(payload, indent=1) + "\n"
