@@ -137,7 +137,8 @@ def tune(
             if fine[d1] < best[0]:
                 best = (fine[d1], {**extra, "delta": d1})
         if not best[1]:
-            raise RuntimeError(f"every run of {name} diverged: widen the grid")
+            raise ValueError(f"every grid point of {name} diverged (its loss became NaN or "
+                             "infinite): check the objective or target, or widen the grid")
         table[name] = {"hyperparameters": {**best[1], "q": q},
                        "final_loss_mean": best[0], "trials": trials_log}
     return {
