@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -186,18 +185,13 @@ def cmd_attack(args: argparse.Namespace) -> int:
     return 0
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line, ``zol2l: error: ...``, exit code 2."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"zol2l: error: {self.prog}: {message} (see {self.prog} --help)\n")
-
-
 COMMAND_MODULES = ["zol2l.train_target", "zol2l.meta.cli", "zol2l.experiments.reproduce.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``zol2l``."""
+    from zol2l.errors import OneLineParser
+
     parser = OneLineParser(
         prog="zol2l",
         description="Learned zeroth-order optimization: ZO estimators, hand-designed and "

@@ -10,12 +10,13 @@ line, with exit code 1 and a hint to rerun with ``--debug``.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 #: exceptions that mean "the input was wrong" (exit code 2)
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError, LookupError)
@@ -27,6 +28,14 @@ class UserError(ValueError):
 
 class Zol2lWarning(UserWarning):
     """Something zol2l ignored or capped; shown as one ``zol2l: warning:`` line."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, ``zol2l: error: ...``, exit code
+    2 (its sub-command parsers are of the same class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"zol2l: error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def warn(message: str) -> None:
