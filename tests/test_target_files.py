@@ -7,6 +7,7 @@ import io
 import json
 import pickle
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,42 @@ def test_pickled_pt2_weights_never_run(tmp_path: Path, data_dir: Path,
     with pytest.raises(UnsafeModelFileError, match="stored as a pickle"):
         load_target_file(evil)
     assert not marker.exists()
+
+
+def rewrite_program(src: Path, dst: Path, change: Callable[[dict], None]) -> None:
+    """Copy the archive ``src`` with its program JSON (models/model.json) changed."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith("models/model.json"):
+                program = json.loads(data)
+                change(program)
+                data = json.dumps(program).encode()
+            zout.writestr(item, data)
+
+
+def test_python_in_a_pt2_program_never_runs(tmp_path: Path, data_dir: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    marker = tmp_path / "GUARD"
+    good = export(Tiny(), tmp_path / "good.pt2", dynamic=True)
+    evil = tmp_path / "guard.pt2"
+    code = f"L['x'].size()[0] >= 0 and __import__('os').system('touch {marker}') == 0"
+    rewrite_program(good, evil, lambda p: p.update(guards_code=[code]))
+    # the payload is live: torch's own loader execs the guard, which runs on the first call
+    torch.export.load(str(evil)).module()(torch.rand(2, 1, 28, 28))
+    assert marker.exists(), "the crafted guard does not run"
+    marker.unlink()
+    line = one_line_error(attack(evil, data_dir, tmp_path / "out"), capsys)
+    assert "guards_code" in line and "not a plain shape check" in line
+    assert not marker.exists()
+
+    def call_os(program: dict) -> None:
+        program["graph_module"]["graph"]["nodes"][0]["target"] = "torch.os.system"
+
+    shell = tmp_path / "shell.pt2"
+    rewrite_program(good, shell, call_os)
+    with pytest.raises(UnsafeModelFileError, match="its graph calls 'torch.os.system'"):
+        load_target_file(shell)
 
 
 def test_other_pickles_and_non_models_are_refused(tmp_path: Path) -> None:

@@ -5,10 +5,13 @@ The trust model (README, "Your own target"):
 * **TorchScript** files (``torch.jit.save``) are *programs*: loading one runs the TorchScript
   code stored in it.  Load only TorchScript files you trust.
 * **torch.export** archives (``torch.export.save``, ``.pt2``) are loaded only when nothing in
-  them is a pickle: every weight and constant must be stored as raw tensor bytes
-  (``"use_pickle": false`` in the archive's configs), no member may be compiled code
-  (AOTInductor) or an unknown payload, and the sample inputs must load with
-  ``torch.load(weights_only=True)``.  Anything else is refused *before* torch reads the
+  them is a pickle or Python code: every weight and constant must be stored as raw tensor
+  bytes (``"use_pickle": false`` in the archive's configs), no member may be compiled code
+  (AOTInductor) or an unknown payload, the sample inputs must load with
+  ``torch.load(weights_only=True)``, every graph node must call a torch operator
+  (``torch.ops.*``, or torch's symbolic-shape helpers), and every guard (``guards_code``,
+  which ``ExportedProgram.module()`` turns into Python with ``exec``) must be a plain
+  comparison of input sizes.  Anything else is refused *before* torch reads the
   archive, and the loading itself runs with ``TORCH_FORCE_WEIGHTS_ONLY_LOAD=1``.
 * Everything else (``torch.save`` pickles of a state dict or of a module, legacy non-zip
   files, torch.export files of torch < 2.8 whose weights are pickles) is refused.
@@ -19,6 +22,7 @@ tries one loader after another failed.
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import logging
@@ -82,6 +86,101 @@ def _config(archive: zipfile.ZipFile, name: str, source: str) -> dict[str, Any]:
                       f"({type(e).__name__}: {e})") from None
 
 
+#: callables an exported graph may call besides ``torch.ops.*`` (torch's symbolic-shape ops)
+_SYM_TARGETS = {f"torch.{n}" for n in ("sym_int", "sym_float", "sym_ite", "sym_max", "sym_min",
+                                        "sym_not", "sym_sqrt", "_sym_sqrt", "sym_sum")}
+#: operator namespaces of torch itself (not torch.ops.load_library, not user namespaces)
+_NAMESPACES = {"aten", "prims", "higher_order", "quantized", "quantized_decomposed"}
+_OPERATORS = {"add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "neg", "pos", "abs",
+              "trunc", "eq", "ne", "lt", "le", "gt", "ge", "and_", "or_", "xor", "not_",
+              "invert", "lshift", "rshift", "getitem", "truth"}
+#: what a guard (``guards_code``, Python that ``.module()`` executes) may name and access
+_GUARD_NAMES = {"L", "inf", "IsNonOverlappingAndDenseIndicator",
+                "cast_symbool_to_symint_guardless"}
+_TENSOR_ATTRS = {"size", "stride", "storage_offset", "dim", "numel", "shape"}
+_GUARD_NODES = (ast.Expression, ast.BoolOp, ast.BinOp, ast.UnaryOp, ast.Compare, ast.Call,
+                ast.Subscript, ast.Constant, ast.Name, ast.Attribute, ast.Tuple, ast.List,
+                ast.Load, ast.boolop, ast.operator, ast.unaryop, ast.cmpop)
+
+
+def _safe_target(target: str) -> bool:
+    head, _, rest = target.partition(".")
+    parts = rest.split(".")
+    if target.startswith("torch.ops."):  # torch.ops.NAMESPACE.OP[.OVERLOAD], no helpers
+        ops = parts[1:]
+        return 2 <= len(ops) <= 3 and ops[0] in _NAMESPACES and all(
+            p.isidentifier() and not p.startswith("__") for p in ops)
+    if head == "_operator":
+        return len(parts) == 1 and parts[0] in _OPERATORS
+    if head == "math":
+        return len(parts) == 1 and parts[0].isidentifier() and not parts[0].startswith("_")
+    return target in _SYM_TARGETS
+
+
+def _safe_attribute(node: ast.Attribute) -> bool:
+    if isinstance(node.value, ast.Name) and node.value.id == "math":
+        return not node.attr.startswith("_")
+    if isinstance(node.value, ast.Name) and node.value.id == "torch":
+        return f"torch.{node.attr}" in _SYM_TARGETS
+    return node.attr in _TENSOR_ATTRS
+
+
+def _safe_guard(code: str) -> bool:
+    """Whether a guard is a plain shape comparison (no names, attributes or calls beyond
+    tensor sizes and torch's symbolic-shape helpers)."""
+    try:
+        tree = ast.parse(code, mode="eval")
+    except (SyntaxError, ValueError):
+        return False
+    for node in ast.walk(tree):
+        if not isinstance(node, _GUARD_NODES):
+            return False
+        if isinstance(node, ast.Name) and node.id not in _GUARD_NAMES | {"math", "torch"}:
+            return False
+        if isinstance(node, ast.Attribute) and not _safe_attribute(node):
+            return False
+        if isinstance(node, ast.Name) and node.id in ("math", "torch"):
+            continue  # only reachable as the base of a checked attribute
+        if isinstance(node, ast.Call) and (node.keywords or not (
+                isinstance(node.func, ast.Attribute) or (isinstance(node.func, ast.Name)
+                                                         and node.func.id in _GUARD_NAMES))):
+            return False
+    return True
+
+
+def _graph_targets(value: Any) -> Iterator[str]:
+    """Every node target of a serialized graph, nested graphs included."""
+    if isinstance(value, dict):
+        if isinstance(value.get("target"), str) and "inputs" in value:
+            yield value["target"]
+        for sub in value.values():
+            yield from _graph_targets(sub)
+    elif isinstance(value, list):
+        for sub in value:
+            yield from _graph_targets(sub)
+
+
+def _check_program(archive: zipfile.ZipFile, name: str, source: str) -> None:
+    """Refuse an exported program that would run Python of the file's choosing: graph
+    nodes calling anything but torch operators, or guards that are not shape checks."""
+    what = "a torch.export archive (.pt2)"
+    try:
+        program = json.loads(archive.read(name))
+        guards = program.get("guards_code") or []
+        if not isinstance(guards, list):
+            raise TypeError("guards_code is not a list")
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
+        raise _refuse(source, what, f"its program {name} is unreadable ({e})") from None
+    for target in _graph_targets(program.get("graph_module")):
+        if not _safe_target(target):
+            raise _refuse(source, what, f"its graph calls {target!r}, which is not a torch "
+                          "operator (an exported graph may call only torch.ops.*)")
+    for guard in guards:
+        if not isinstance(guard, str) or not _safe_guard(guard):
+            raise _refuse(source, what, f"its guards_code holds {str(guard)[:80]!r}, which is "
+                          "not a plain shape check (torch.export executes guards as Python)")
+
+
 def _check_export(archive: zipfile.ZipFile, prefix: str, names: list[str], source: str) -> None:
     what = "a torch.export archive (.pt2)"
     models = [n[len("models/"):-len(".json")] for n in names
@@ -101,6 +200,7 @@ def _check_export(archive: zipfile.ZipFile, prefix: str, names: list[str], sourc
         raise _refuse(source, what, f"it contains {name}, which is compiled code or a payload "
                       "zol2l does not load")
     for model in models:
+        _check_program(archive, f"{prefix}models/{model}.json", source)
         for kind in ("weights", "constants"):
             cfg = f"data/{kind}/{model}_{kind}_config.json"
             for fqn, entry in _config(archive, prefix + cfg, source).items():
