@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any, NoReturn
 
 #: exceptions that mean "the input was wrong" (exit code 2)
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError, LookupError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError, KeyError)
 
 
 class UserError(ValueError):

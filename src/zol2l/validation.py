@@ -153,8 +153,11 @@ def check_args(args: argparse.Namespace) -> None:
         warn_unselected(read_hparams(hparams), selected, hparams)
 
 
-def signature_keys(target: Callable | type) -> list[str]:
-    """Keyword parameters of ``target`` (for messages listing valid options)."""
+def signature_keys(target: Callable | type) -> list[str] | None:
+    """Keyword parameters of ``target`` (for messages listing valid options); ``None`` when
+    it takes ``**kwargs`` (any key may be valid)."""
     func = target.__init__ if isinstance(target, type) else target
-    return [p for p in inspect.signature(func).parameters if p not in ("self", "args",
-                                                                       "kwargs")]
+    params = inspect.signature(func).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.name != "self" and p.kind is not p.VAR_POSITIONAL]

@@ -29,7 +29,7 @@ def make_task(name: str, **options: Any) -> Any:
     from zol2l.validation import check_options, signature_keys
 
     valid = signature_keys(cls)
-    unknown = sorted(set(options) - set(valid))
+    unknown = sorted(set(options) - set(valid)) if valid is not None else []
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(unknown)} for task {name}; valid: "
                          f"{', '.join(valid)}")
