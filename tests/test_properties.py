@@ -161,6 +161,29 @@ def test_random_npz_bytes_raise_only_the_loader_error(data: bytes) -> None:
     _load_from({"cifar10.npz": data}, "cifar10")
 
 
+ARRAYS = st.builds(
+    lambda shape, dtype, fill: np.full(shape, fill).astype(dtype),
+    st.lists(st.integers(0, 4), max_size=4).map(tuple) | st.sampled_from([(3, 28, 28),
+                                                                          (2, 32, 32, 3)]),
+    st.sampled_from(["uint8", "int64", "float32", "bool", "<U2"]), st.integers(-3, 300))
+
+
+@FAST
+@given(x=ARRAYS, y=ARRAYS, keys=st.sampled_from([("x_test", "y_test"), ("x_test", "y"),
+                                                 ("images", "labels")]))
+def test_npz_with_arbitrary_arrays_loads_or_raises_the_loader_error(
+        x: np.ndarray, y: np.ndarray, keys: tuple[str, str]) -> None:
+    for name in ("mnist", "cifar10"):
+        with tempfile.TemporaryDirectory() as d:
+            np.savez(Path(d) / f"{name}.npz", **{keys[0]: x, keys[1]: y})
+            try:
+                images, labels = load_dataset_uint8(name, d, "test")  # type: ignore[arg-type]
+            except DataFormatError:
+                continue
+            assert images.dtype == np.uint8 and labels.dtype == np.int64
+            assert len(images) == len(labels) and ((labels >= 0) & (labels <= 9)).all()
+
+
 @FAST
 @given(images=st.one_of(NOISE, st.binary(max_size=300).map(
            lambda b: b"\x00\x00\x08\x03" + b)),
