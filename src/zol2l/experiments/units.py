@@ -190,7 +190,6 @@ def execute(ctx: RunContext, unit: Unit,
         "seconds": float(result.seconds), "cpu_seconds": time.process_time() - cpu,
         "step_seconds": [float(v) for v in result.step_seconds],
         "state": _cpu(problem.state()), "node": "local", "attempt": 1,
-        "nonfinite": nonfinite_rows(result.loss),
     }
 
 
@@ -212,10 +211,11 @@ class NonFiniteRunError(ValueError):
 
 
 def nonfinite_failures(unit: Unit, output: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The non-finite rows of a unit's output, with their instance id and trial."""
+    """The runs of a unit's output whose loss became non-finite, with their instance id
+    and trial (from the stored loss history: units kept by older versions are checked too)."""
     rows = unit.rows
     return [{**f, "instance": unit.ids[rows[f["row"]][0] - unit.start],
-             "trial": rows[f["row"]][1]} for f in output.get("nonfinite", [])]
+             "trial": rows[f["row"]][1]} for f in nonfinite_rows(output["loss"])]
 
 
 def raise_nonfinite(unit: Unit, output: Mapping[str, Any]) -> None:
