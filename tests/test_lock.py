@@ -46,7 +46,7 @@ def wait_for_holder(path: Path, pid: int, proc: subprocess.Popen, timeout: float
 
 def test_two_concurrent_runs_on_one_out(tmp_path: Path) -> None:
     out = tmp_path / "shared"
-    first = zol2l(*run_args(out, seed=0, steps=200_000))
+    first = zol2l(*run_args(out, seed=0, steps=1_000_000))  # killed below
     try:
         wait_for_holder(out / LOCK_NAME, first.pid, first)
         second = zol2l(*run_args(out, seed=1, steps=2))
