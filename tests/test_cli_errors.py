@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,16 +29,46 @@ def test_bad_devices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert f"--device {cuda}:" in line and "--device cpu" in line
 
 
-def test_out_is_a_file_or_read_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _refuse_writes_under(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where neither ``chattr +i`` nor the mode can stop this user (root on a file system
+    without immutable files), make the kernel's answer for ``folder`` explicit."""
+    real_open, real_mkdir = os.open, os.mkdir
+
+    def denied(path: object) -> bool:
+        return str(path).startswith(str(folder))
+
+    def fake_open(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if denied(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    def fake_mkdir(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if denied(path) and Path(path) != folder:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", fake_open)
+    monkeypatch.setattr(os, "mkdir", fake_mkdir)
+
+
+def test_out_is_a_file_or_read_only(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
     afile = tmp_path / "results"
     afile.write_text("x")
     line = one_line_error([*EVAL, "--out", str(afile)], capsys)
     assert f"--out {afile} is an existing file" in line
     frozen = tmp_path / "frozen"
     frozen.mkdir()
-    immutable = subprocess.run(["chattr", "+i", str(frozen)], capture_output=True).returncode == 0
+    immutable = shutil.which("chattr") is not None and subprocess.run(
+        ["chattr", "+i", str(frozen)], capture_output=True).returncode == 0
     if not immutable:  # not root: a read-only mode is enough
         frozen.chmod(0o555)
+    try:
+        (frozen / "probe").touch()
+        (frozen / "probe").unlink()
+        _refuse_writes_under(frozen, monkeypatch)  # this user can write anyway
+    except PermissionError:
+        pass  # really read-only
     try:
         line = one_line_error([*EVAL, "--out", str(frozen)], capsys)
         assert f"--out {frozen} is not writable" in line
