@@ -109,7 +109,7 @@ def main() -> None:
     print(json.dumps(payload, indent=1))
     out = args.out or Path(f"bench/results/attack_{args.dataset}_{device.type}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=1) + "\n")
+    out.write_text(json.dumps(payload, indent=1, allow_nan=False) + "\n")
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ def main() -> None:
                "repeats": runs, "threads": 1,
                "max_abs_difference": diff, "machine": platform.machine(),
                "torch": torch.__version__, **results}
-    text = json.dumps(payload, indent=1)
+    text = json.dumps(payload, indent=1, allow_nan=False)
     print(text)
     if args.out:
         args.out.write_text(text + "\n")

@@ -265,7 +265,7 @@ def main() -> None:
                                  "decisions": "meta_decisions.json",
                                  "schedule": "meta_schedule.json"}[args.mode]
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=1) + "\n")
+    out.write_text(json.dumps(payload, indent=1, allow_nan=False) + "\n")
     print(f"wrote {out}")
 
 

@@ -63,7 +63,7 @@ def main() -> None:
         print(f"{dtype}: best mu {best:g}; median relative error by mu: "
               + ", ".join(f"{m:g}:{e:.1e}" for m, e in geo.items()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    args.out.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -65,7 +65,7 @@ def main() -> None:
                torch.get_num_threads(), "dtype": args.dtype, "q": 20, "steps": args.steps,
                "results": table}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=1) + "\n")
+    args.out.write_text(json.dumps(payload, indent=1, allow_nan=False) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -216,7 +216,7 @@ def main() -> None:
         report["ratio_ray2_over_ray1"] = runs["ray2"]["wall_seconds"] / runs["ray1"]["wall_seconds"]
     if not args.quick:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        args.out.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
         print(f"wrote {args.out}")
     print(json.dumps({k: v for k, v in report.items() if k != "machine"}, indent=1))
 

@@ -165,7 +165,7 @@ def main() -> None:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
+    out.write_text(json.dumps(result, indent=1, allow_nan=False))
     print(f"{args.task}: {result['instances']} test instances x {args.trials} trials, "
           f"{steps} steps, q = {q}, {result['device']}, {result['seconds']:.0f} s")
     if tuning:

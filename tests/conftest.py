@@ -57,3 +57,45 @@ def run_quick(name: str, out: Path) -> tuple[Any, dict, dict, bool]:
     saved = json.loads((out / "results.json").read_text())
     assert saved["experiment"] == name
     return ctx, payload, saved, cifar_missing
+
+
+# ----------------------------------------------------------------- strict JSON, one-line errors
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def load_strict_json(path: Path) -> Any:
+    """Parse ``path`` as strict JSON: NaN, Infinity and -Infinity are errors."""
+    return json.loads(path.read_text(), parse_constant=_reject_constant)
+
+
+@pytest.fixture(autouse=True)
+def every_json_written_is_strict(request: pytest.FixtureRequest,
+                                 tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """After each test, parse every JSON file the test wrote under pytest's temporary
+    folders with a parser that rejects NaN and Infinity."""
+    import time
+
+    start = time.time() - 1.0
+    yield
+    root = tmp_path_factory.getbasetemp()
+    for path in root.rglob("*.json"):
+        if path.is_file() and path.stat().st_mtime >= start:
+            try:
+                load_strict_json(path)
+            except ValueError as exc:
+                pytest.fail(f"{request.node.nodeid} wrote {path}, which is not strict JSON: "
+                            f"{exc}")
+
+
+def one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run ``zol2l ARGV``; assert exit code 2 and exactly one stderr line, starting with
+    ``zol2l: error:``; return that line."""
+    from zol2l.cli import main
+
+    code = main(argv)
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, (code, err)
+    assert len(lines) == 1 and lines[0].startswith("zol2l: error: "), err
+    return lines[0]

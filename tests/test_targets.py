@@ -144,7 +144,7 @@ def test_load_target_file_torchscript(tmp_path: Path) -> None:
     assert load_target_file(path, outputs="log_probs").outputs == "log_probs"
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a model")
-    with pytest.raises(ValueError, match="neither a TorchScript file"):
+    with pytest.raises(ValueError, match="detected no zip archive"):
         load_target_file(bad)
     with pytest.raises(FileNotFoundError):
         load_target_file(tmp_path / "missing.pt")

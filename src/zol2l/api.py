@@ -13,6 +13,7 @@ from zol2l.loop import RunResult, run
 from zol2l.optimizers import make
 from zol2l.oracle import NonFinite, Oracle
 from zol2l.tasks.base import Problem
+from zol2l.validation import check_x0
 
 
 class FunctionProblem(Problem):
@@ -79,6 +80,7 @@ def minimize(
     Returns:
         a :class:`MinimizeResult`; ``nqueries`` counts every call of ``fun``.
     """
+    check_x0(x0)
     is_numpy = not isinstance(x0, torch.Tensor)
     start = torch.as_tensor(np.asarray(x0, dtype=np.float64) if is_numpy else x0)
     if start.dim() != 1 or start.numel() == 0:

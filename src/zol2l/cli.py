@@ -40,8 +40,10 @@ def _add_attack_options(p: argparse.ArgumentParser) -> None:
                    help="folder with mnist.npz / cifar10.npz or the official files "
                         "(default: $ZOL2L_DATA_DIR)")
     p.add_argument("--target", default=None,
-                   help="TorchScript or torch.export file of the classifier "
-                        "(default: the shipped target)")
+                   help="torch.export (.pt2) or TorchScript file of the classifier "
+                        "(default: the shipped target). A .pt2 whose weights or constants "
+                        "are pickles is refused; a TorchScript file is a program that "
+                        "runs when loaded: use only files you trust")
     p.add_argument("--outputs", choices=("logits", "log_probs"), default="logits",
                    help="what --target returns")
     p.add_argument("--c", type=float, default=None,
@@ -189,11 +191,15 @@ COMMAND_MODULES = ["zol2l.train_target", "zol2l.meta.cli", "zol2l.experiments.re
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``zol2l``."""
-    parser = argparse.ArgumentParser(
+    from zol2l.errors import OneLineParser
+
+    parser = OneLineParser(
         prog="zol2l",
         description="Learned zeroth-order optimization: ZO estimators, hand-designed and "
                     "learned ZO optimizers, black-box tasks.",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, print the traceback too (accepted anywhere)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("evaluate", help="compare optimizers on test instances of a task")
@@ -239,19 +245,34 @@ def _command_modules() -> list[Any]:
     return [importlib.import_module(name) for name in COMMAND_MODULES]
 
 
+#: commands whose --out is a folder that one run at a time may write (zol2l.lock)
+LOCKED_COMMANDS = ("evaluate", "attack", "tune", "meta-train", "reproduce")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``zol2l`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Entry point of the ``zol2l`` console script.  A mistake is reported as one line
+    ``zol2l: error: ...`` with exit code 2 (``--debug``, anywhere on the line: the traceback
+    too); see :mod:`zol2l.errors`."""
+    from zol2l.errors import run_command
+    from zol2l.lock import out_lock
+    from zol2l.validation import check_args
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, TypeError, RayUnavailableError) as exc:
-        print(f"zol2l {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as exc:
-        why = f": {exc}" if str(exc) else ""
-        print(f"zol2l {args.command}: interrupted{why}", file=sys.stderr)
-        return 130
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed on one line
+        return int(exc.code or 0)
+
+    def command() -> int:
+        check_args(args)
+        if args.command not in LOCKED_COMMANDS:
+            return int(args.func(args) or 0)
+        with out_lock(args.out, command=" ".join(["zol2l", *argv])):
+            return int(args.func(args) or 0)
+
+    return run_command(command, debug=debug, user_errors=(RayUnavailableError,))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import gzip
 import os
 import pickle
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Literal
 
@@ -130,7 +131,7 @@ def _read_maybe_gz(path: Path) -> bytes:
             with gzip.open(path, "rb") as f:
                 return f.read()
         return path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise DataFormatError(f"{path.name}: cannot read ({type(e).__name__}: {e}); the file is "
                               f"truncated or corrupt ({path})") from e
 

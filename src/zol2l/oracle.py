@@ -146,7 +146,7 @@ class Oracle:
         flat = points.reshape(nprob * n, d)
         if self.mode == "batch":
             out = _as_tensor(self.fun(flat), self.dtype, points.device)
-            if out.shape not in ((nprob * n,), (nprob * n, 1)):
+            if out.shape != (nprob * n,):
                 _bad_shape(out, (nprob * n,))
             return out.reshape(nprob, n)
         rows = flat.detach().cpu().numpy() if self.numpy_inputs else flat
@@ -197,6 +197,10 @@ def _as_tensor(out: object, dtype: torch.dtype, device: torch.device) -> torch.T
 
 
 def _scalar(value: object, index: int) -> float:
+    if isinstance(value, str | bytes | bool | np.bool_) or (
+            isinstance(value, torch.Tensor | np.ndarray) and value.dtype in (torch.bool, bool)):
+        raise TypeError(f"the objective must return a number, got {type(value).__name__} "
+                        f"{value!r} for point {index}")
     if isinstance(value, torch.Tensor | np.ndarray):
         if int(np.prod(value.shape)) == 1:
             return float(value.reshape(-1)[0])
@@ -213,7 +217,9 @@ def _scalar(value: object, index: int) -> float:
 
 
 def _bad_shape(values: torch.Tensor, expected: tuple[int, ...]) -> torch.Tensor:
+    hint = " (squeeze the last dimension: return out[:, 0])" \
+        if tuple(values.shape) == (*expected, 1) else ""
     raise ValueError(
         f"the objective returned values of shape {tuple(values.shape)}, expected {expected}: "
-        "one value per queried point"
+        f"one value per queried point{hint}"
     )

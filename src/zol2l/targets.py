@@ -12,7 +12,6 @@ metadata file whose ``sha256`` is checked on load (safetensors only: no pickle).
 from __future__ import annotations
 
 import copy
-import io
 import json
 import os
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from zol2l.fileio import sha256_file
+from zol2l.modelfiles import first_line
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 TARGETS: tuple[str, ...] = ("mnist", "cifar10")
@@ -153,17 +153,26 @@ def load_pretrained_target(name: str,
 
 
 class ExternalTarget(nn.Module):
-    """Wraps a loaded TorchScript / torch.export module; ``outputs`` records what it returns."""
+    """Wraps a loaded TorchScript / torch.export module; ``outputs`` records what it returns.
+
+    ``batch`` is ``(lower, upper)``, the batch sizes the module accepts (``upper`` ``None``:
+    unbounded); a static-batch export has ``lower == upper``.  Batches outside that range are
+    run in chunks of at most ``upper`` images, the last one padded (with copies of its last
+    image) to at least ``lower``; the padding's outputs are dropped.  ``input_shape`` is the
+    exported ``(C, H, W)`` (``None`` entries are dynamic; ``None`` for TorchScript)."""
 
     def __init__(self, module: Callable[[torch.Tensor], torch.Tensor], outputs: str,
-                 source: str) -> None:
+                 source: str, batch: tuple[int, int | None] = (0, None),
+                 input_shape: tuple[int | None, ...] | None = None) -> None:
         super().__init__()
         self.module = module
         self.outputs = outputs
         self.source = source
+        self.batch = batch
+        self.input_shape = input_shape
         self.weights_sha256 = sha256_file(source) if Path(source).is_file() else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _call(self, x: torch.Tensor) -> torch.Tensor:
         out = self.module(x)
         if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != x.shape[0]:
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -171,59 +180,111 @@ class ExternalTarget(nn.Module):
                              f"{tuple(x.shape)}; expected [N, num_classes] {self.outputs}")
         return out
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lower, upper = self.batch
+        n = x.shape[0]
+        if lower <= n and (upper is None or n <= upper):
+            return self._call(x)
+        size = n if upper is None else upper
+        parts = []
+        for chunk in x.split(max(size, 1)):
+            short = max(lower - chunk.shape[0], 0)
+            padded = torch.cat([chunk, chunk[-1:].expand(short, *chunk.shape[1:])]) \
+                if short else chunk
+            parts.append(self._call(padded)[: chunk.shape[0]])
+        return torch.cat(parts)
+
+    def check_images(self, shape: tuple[int, ...], dataset: str) -> None:
+        """Raise a clear error if this target cannot take images ``[N, *shape]``."""
+        expected = self.input_shape
+        if expected is not None and (len(expected) != len(shape) or any(
+                e is not None and e != s for e, s in zip(expected, shape, strict=False))):
+            want = ", ".join("*" if e is None else str(e) for e in expected)
+            raise ValueError(f"target {self.source} was exported for inputs [N, {want}], but "
+                             f"{dataset} images are [N, {', '.join(map(str, shape))}]; export "
+                             "it for the dataset's image shape")
+        probe = torch.full((1, *shape), 0.5, device=_device_of(self.module))
+        try:
+            with torch.no_grad():
+                self(probe)
+        except Exception as e:  # a TorchScript shape error is a RuntimeError with a trace
+            raise ValueError(f"target {self.source} fails on {dataset} images of shape "
+                             f"[N, {', '.join(map(str, shape))}] ({first_line(e)}); check "
+                             "--dataset, or export the target for that input shape") from None
+
     def train(self, mode: bool = True) -> ExternalTarget:  # exported modules refuse .train()
         self.training = mode
         return self
 
     def __reduce__(self) -> tuple[Any, tuple[bytes, str, str]]:
         """Pickled as the file's bytes (TorchScript modules do not pickle), so that Ray can
-        ship the target to its workers."""
+        ship the target to its workers, which check and load them as this process did."""
         return _target_from_bytes, (Path(self.source).read_bytes(), self.outputs, self.source)
 
 
-def _target_from_bytes(data: bytes, outputs: str, source: str) -> ExternalTarget:
-    """Rebuild an :class:`ExternalTarget` from the bytes of its file."""
+def _device_of(module: Any) -> torch.device:
+    params = getattr(module, "parameters", None)
+    first = next(iter(params()), None) if callable(params) else None
+    return first.device if first is not None else torch.device("cpu")
+
+
+def _export_signature(program: Any, source: str
+                      ) -> tuple[tuple[int, int | None], tuple[int | None, ...] | None]:
+    """The accepted batch range and the ``(C, H, W)`` of an ``ExportedProgram``'s input."""
+    inputs = list(program.graph_signature.user_inputs)
+    if len(inputs) != 1:
+        raise ValueError(f"target {source} takes {len(inputs)} inputs; zol2l passes one image "
+                         "batch [N, C, H, W]")
+    node = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == inputs[0])
+    val = node.meta.get("val")
+    if val is None or not hasattr(val, "shape") or len(val.shape) < 1:
+        return (0, None), None
+    dims = list(val.shape)
+    rest = tuple(d if isinstance(d, int) else None for d in dims[1:])
+    first = dims[0]
+    if isinstance(first, int):
+        return (first, first), rest
+    bounds = program.range_constraints.get(first.node.expr)
+    if bounds is None:
+        return (0, None), rest
     try:
-        module = torch.jit.load(io.BytesIO(data), map_location="cpu")
-        module.eval()
-    except Exception:
-        module = torch.export.load(io.BytesIO(data)).module()
-    return ExternalTarget(module, outputs, source)
+        upper: int | None = int(bounds.upper)
+    except (TypeError, ValueError, AttributeError, OverflowError):  # sympy's int_oo
+        upper = None
+    return (int(bounds.lower), upper if upper is None or upper < 2**31 else None), rest
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+def _target_from_bytes(data: bytes, outputs: str, source: str) -> ExternalTarget:
+    """Check, load and wrap a model file's bytes (:mod:`zol2l.modelfiles`)."""
+    from zol2l.modelfiles import load_model_bytes
+
+    fmt, loaded = load_model_bytes(data, source)
+    if fmt == "torchscript":
+        return ExternalTarget(loaded, outputs, source)
+    batch, shape = _export_signature(loaded, source)
+    return ExternalTarget(loaded.module(), outputs, source, batch=batch, input_shape=shape)
 
 
 def load_target_file(path: str | os.PathLike[str],
                      outputs: Literal["logits", "log_probs"] = "logits") -> nn.Module:
-    """Load an external target: a TorchScript file or a ``torch.export`` (``.pt2``) file.
+    """Load an external target: a TorchScript file or a ``torch.export`` (``.pt2``) archive.
 
     The returned module maps images ``[N, C, H, W]`` in ``[0, 1]`` to ``[N, num_classes]`` scores.
     ``outputs`` says whether the file returns logits or log-probabilities; either is returned as
     is, because the attack applies ``log_softmax``, which leaves log-probabilities unchanged.
-    Note: loading TorchScript runs the code stored in the file; load only files you trust.
+
+    The format is detected from the archive's members before anything is loaded
+    (:func:`zol2l.modelfiles.detect_format`).  TorchScript files are programs: loading one
+    runs the code stored in it, so load only files you trust.  A ``.pt2`` archive is loaded
+    only if none of its weights, constants or sample inputs is a pickle.  A static-batch
+    export is run in chunks of its batch size (:class:`ExternalTarget`).
     """
     if outputs not in ("logits", "log_probs"):
         raise ValueError(f"outputs must be 'logits' or 'log_probs', not {outputs!r}")
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"target file {p} not found")
-    errors = []
-    try:
-        module = torch.jit.load(str(p), map_location="cpu")
-        module.eval()
-        return ExternalTarget(module, outputs, str(p))
-    except Exception as e:
-        errors.append(f"TorchScript: {_first_line(e)}")
-    try:
-        module = torch.export.load(str(p)).module()
-        return ExternalTarget(module, outputs, str(p))
-    except Exception as e:
-        errors.append(f"torch.export: {_first_line(e)}")
-    raise ValueError(f"{p} is neither a TorchScript file (torch.jit.save) nor a torch.export file "
-                     f"(torch.export.save): " + "; ".join(errors))
+    return _target_from_bytes(p.read_bytes(), outputs, str(p))
 
 
 @torch.no_grad()

@@ -287,7 +287,8 @@ def train_target(dataset: str, data_dir: str | os.PathLike[str] | None,
         "history": history}
     if extra_metadata:
         meta.update(extra_metadata)
-    atomic_write(meta_path, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
+    text = json.dumps(meta, indent=2, allow_nan=False) + "\n"
+    atomic_write(meta_path, lambda p: Path(p).write_text(text))
     if not keep_checkpoint and ckpt_path.exists():
         ckpt_path.unlink()
     log(f"{dataset}: test accuracy {test_acc:.4f} on {len(x_test)} images; wrote {out} and "
@@ -317,7 +318,7 @@ def run(args: argparse.Namespace) -> int:
                      device=device, progress=not args.no_progress, amp=args.amp,
                      channels_last=args.channels_last, command=_command_line(args))
     except (ValueError, FileNotFoundError) as e:
-        print(f"zol2l train-target: error: {e}", file=sys.stderr)
+        print(f"zol2l: error: train-target: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     return 0
 

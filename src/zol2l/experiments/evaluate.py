@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from zol2l.errors import warn
 from zol2l.experiments.backends import Backend, backend_scope
 from zol2l.experiments.runner import run_units
 from zol2l.experiments.units import (
@@ -37,11 +38,14 @@ from zol2l.experiments.units import (
     RunContext,
     make_units,
     merge,
+    raise_nonfinite,
     torch_threads,
 )
 from zol2l.fileio import write_json_atomic
 from zol2l.loop import RunResult
+from zol2l.optimizers import available, get_class
 from zol2l.tasks.base import Problem, TaskFamily
+from zol2l.validation import check_options
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> None:
@@ -86,6 +90,9 @@ def select_ids(task: TaskFamily, split: str, instances: int | None,
     if instances is not None:
         if instances < 1:
             raise ValueError(f"instances must be >= 1, got {instances}")
+        if instances > len(chosen):
+            warn(f"{instances} instances requested but the {split} split of {task.name} has "
+                 f"{len(chosen)}: running {len(chosen)}")
         chosen = chosen[:instances]
     if not chosen:
         raise ValueError("no instances to run")
@@ -138,6 +145,8 @@ def evaluate(
     with torch_threads(ctx.threads):
         for name, units in plan.items():
             parts = [outputs[u.uid] for u in units]
+            for unit, part in zip(units, parts, strict=True):
+                raise_nonfinite(unit, part)
             device = getattr(task, "device", "cpu")
             result, state = merge(units, parts, device=device)
             problem = None
@@ -162,14 +171,22 @@ def read_hparams(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     try:
         payload = json.loads(Path(path).read_text())
         table = payload["optimizers"]
-        return {name: dict(entry["hyperparameters"]) for name, entry in table.items()}
+        found = {name: entry["hyperparameters"] for name, entry in table.items()}
+        for name, hp in found.items():
+            if not isinstance(hp, dict):
+                raise TypeError(f"optimizers.{name}.hyperparameters is "
+                                f"{type(hp).__name__}, not a table")
     except FileNotFoundError:
         raise FileNotFoundError(f"hyperparameter file {path} does not exist") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(
             f"{path} is not a zol2l tune file (expected {{'optimizers': {{NAME: "
             f"{{'hyperparameters': {{...}}}}}}}}): {exc}"
         ) from None
+    for name, hp in found.items():
+        if name in available():
+            check_options(get_class(name), hp, f"{path}: optimizers.{name}.hyperparameters")
+    return {name: dict(hp) for name, hp in found.items()}
 
 
 def mean_final_loss(result: RunResult) -> float:

@@ -4,13 +4,15 @@
 and ``beta2`` in {0.99, 0.996, 0.999}) the coarse grid ``delta in {0.01, 0.1, 1, 10, 100,
 1000}`` is run, then a linear refinement ``delta* x {0.2, 0.4, ..., 2.0}`` around the best
 coarse value.  Selection is by mean final loss over TRAINING instances only; diverged runs
-count as ``inf``.  The grid points run as work units on a backend (local or Ray), coarse
-points in parallel, then the refinements.
+count as ``inf`` (in ``hparams.json``: ``"final_loss_mean": null`` and the number of
+``diverged_runs``, runs whose loss became NaN or infinite).  The grid points run as work
+units on a backend (local or Ray), coarse points in parallel, then the refinements.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -27,6 +29,7 @@ from zol2l.experiments.units import (
     digest,
     make_units,
     merge,
+    nonfinite_failures,
     torch_threads,
 )
 from zol2l.tasks.base import TaskFamily
@@ -77,6 +80,12 @@ def tune(
         return name, digest(hp)
 
     scores: dict[tuple[str, str], float] = {}
+    diverged: dict[tuple[str, str], int] = {}
+
+    def logged(name: str, hp: dict[str, Any]) -> dict[str, Any]:
+        score = scores[point(name, hp)]  # a diverged grid point: null and its run count
+        return {**hp, "final_loss_mean": score if math.isfinite(score) else None,
+                "diverged_runs": diverged[point(name, hp)]}
     stats: dict[str, Any] = {}
 
     def score_all(points: list[tuple[str, dict[str, Any]]], desc: str) -> None:
@@ -91,7 +100,9 @@ def tune(
         with torch_threads(ctx.threads):
             for key, units in plan.items():
                 result, _ = merge(units, [outputs[u.uid] for u in units])
-                scores[key] = mean_final_loss(result)
+                failed = sum(len(nonfinite_failures(u, outputs[u.uid])) for u in units)
+                diverged[key] = failed
+                scores[key] = math.inf if failed else mean_final_loss(result)
 
     grids = {name: _grid(name) for name in names}
     with backend_scope(backend) as runner:
@@ -114,20 +125,20 @@ def tune(
             coarse_scores = {}
             for d in coarse:
                 coarse_scores[d] = scores[point(name, {**extra, "delta": d})]
-                trials_log.append({**extra, "delta": d, "final_loss_mean": coarse_scores[d]})
+                trials_log.append(logged(name, {**extra, "delta": d}))
             d0 = best_coarse[name, k]
             fine = {}
             for r in refine:
                 if r != 1.0:
                     fine[d0 * r] = scores[point(name, {**extra, "delta": d0 * r})]
-                    trials_log.append({**extra, "delta": d0 * r,
-                                       "final_loss_mean": fine[d0 * r]})
+                    trials_log.append(logged(name, {**extra, "delta": d0 * r}))
             fine[d0] = coarse_scores[d0]
             d1 = min(fine, key=lambda d: fine[d])
             if fine[d1] < best[0]:
                 best = (fine[d1], {**extra, "delta": d1})
         if not best[1]:
-            raise RuntimeError(f"every run of {name} diverged: widen the grid")
+            raise ValueError(f"every grid point of {name} diverged (its loss became NaN or "
+                             "infinite): check the objective or target, or widen the grid")
         table[name] = {"hyperparameters": {**best[1], "q": q},
                        "final_loss_mean": best[0], "trials": trials_log}
     return {

@@ -197,6 +197,44 @@ def execute(ctx: RunContext, unit: Unit,
     }
 
 
+def nonfinite_rows(loss: torch.Tensor) -> list[dict[str, Any]]:
+    """The rows of a ``[T + 1, B]`` loss history that became NaN or infinite: each row's
+    index, first iteration, value there, and how many iterations were non-finite."""
+    bad = ~torch.isfinite(loss.detach().cpu())
+    rows = []
+    for row in bad.any(dim=0).nonzero().flatten().tolist():
+        first = int(bad[:, row].nonzero()[0])
+        rows.append({"row": row, "first_iteration": first,
+                     "value": str(float(loss[first, row])),
+                     "count": int(bad[:, row].sum())})
+    return rows
+
+
+class NonFiniteRunError(ValueError):
+    """A run's loss became NaN or infinite (evaluate, attack and reproduce stop on it)."""
+
+
+def nonfinite_failures(unit: Unit, output: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The runs of a unit's output whose loss became non-finite, with their instance id
+    and trial (from the stored loss history: units kept by older versions are checked too)."""
+    rows = unit.rows
+    return [{**f, "instance": unit.ids[rows[f["row"]][0] - unit.start],
+             "trial": rows[f["row"]][1]} for f in nonfinite_rows(output["loss"])]
+
+
+def raise_nonfinite(unit: Unit, output: Mapping[str, Any]) -> None:
+    """Raise :class:`NonFiniteRunError` for the first non-finite run of a unit, if any."""
+    failures = nonfinite_failures(unit, output)
+    if failures:
+        f = failures[0]
+        raise NonFiniteRunError(
+            f"{unit.optimizer} on instance {f['instance']}, trial {f['trial']}: the loss is "
+            f"{f['value']} at iteration {f['first_iteration']} (non-finite at {f['count']} of "
+            f"{output['steps'] + 1} recorded iterations; {len(failures)} run(s) of this work "
+            "unit are affected): the objective or target returns NaN or inf there; fix it "
+            "(e.g. check the target's outputs) or lower the learning rate")
+
+
 def merge(units: Sequence[Unit], outputs: Sequence[Mapping[str, Any]],
           device: torch.device | str = "cpu") -> tuple[RunResult, dict[str, Any]]:
     """Merge the outputs of one optimizer's units into one :class:`RunResult` over all rows

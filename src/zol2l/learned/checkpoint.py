@@ -116,8 +116,15 @@ def load_checkpoint(spec: str | os.PathLike, stage: str = "query") -> Checkpoint
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"metadata {meta_path} is not valid JSON: {exc}") from None
-    if meta.get("format") != FORMAT or "sha256" not in meta or "modules" not in meta:
-        raise CheckpointError(f"{meta_path} is not a {FORMAT} metadata file")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or "sha256" not in meta \
+            or not isinstance(meta.get("modules"), dict):
+        raise CheckpointError(f"{meta_path} is not a {FORMAT} metadata file (expected a JSON "
+                              "object with 'format', 'sha256' and a 'modules' table); restore "
+                              "it or re-run meta-training")
+    unknown = sorted(set(meta["modules"]) - set(MODULES))
+    if unknown:
+        raise CheckpointError(f"{meta_path} names unknown module kind(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(MODULES)}")
     actual = sha256_file(path)
     if actual != meta["sha256"]:
         raise CheckpointError(
@@ -131,13 +138,17 @@ def load_checkpoint(spec: str | os.PathLike, stage: str = "query") -> Checkpoint
     modules: dict[str, CoordinateLSTM] = {}
     constants = meta.get("scheme_constants")
     for kind, config in meta["modules"].items():
-        rnn_config = RNNConfig.from_dict(config)
-        cls = module_class(kind, rnn_config)
-        if cls is ScaleFreeUpdateRNN:
-            module: CoordinateLSTM = ScaleFreeUpdateRNN(
-                rnn_config, constants=SchemeConstants.from_dict(constants or {}))
-        else:
-            module = cls(rnn_config)
+        try:
+            rnn_config = RNNConfig.from_dict(config)
+            cls = module_class(kind, rnn_config)
+            if cls is ScaleFreeUpdateRNN:
+                module: CoordinateLSTM = ScaleFreeUpdateRNN(
+                    rnn_config, constants=SchemeConstants.from_dict(constants or {}))
+            else:
+                module = cls(rnn_config)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise CheckpointError(f"{meta_path}: bad {kind} module configuration "
+                                  f"({type(exc).__name__}: {exc})") from None
         prefix = f"{kind}."
         state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
         try:

@@ -53,8 +53,14 @@ class TrainerFiles:
         """The saved trainer state, checked against the current settings."""
         if not self.state_path.exists():
             raise FileNotFoundError(f"nothing to resume: {self.state_path} does not exist")
-        state = torch.load(self.state_path, weights_only=True)
-        before = {"init_alpha": 1.0, **json.loads(state["config"])}  # older runs lack it
+        try:
+            state = torch.load(self.state_path, weights_only=True)
+            before = {"init_alpha": 1.0, **json.loads(state["config"])}  # older runs lack it
+        except Exception as exc:  # torch.load raises many types for a damaged file
+            raise ValueError(
+                f"cannot resume from {self.state_path}: the file is truncated or corrupt "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); restore it, or "
+                "delete it to start the run afresh") from None
         now = self.config.to_dict()
         changed = sorted(k for k in now if k not in RESUMABLE and before.get(k) != now[k])
         if changed:

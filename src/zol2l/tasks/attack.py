@@ -203,6 +203,8 @@ class AttackFamily(TaskFamily):
             raise ValueError(f"box must be 'tanh' or 'clamp', got {box!r}")
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if c is not None and not float(c) >= 0:
+            raise ValueError(f"c (the distortion weight, --c) must be >= 0, got {c}")
         if isinstance(target, str):
             self.target_name = target
             target = load_target_file(target, outputs=outputs)  # type: ignore[arg-type]
@@ -227,6 +229,9 @@ class AttackFamily(TaskFamily):
 
             images, labels = load_dataset(self.dataset, data_dir, "test")  # type: ignore[arg-type]
         self.images, self.labels = images.to(self.device), labels.to(self.device)
+        check = getattr(self.target, "check_images", None)
+        if callable(check):  # a loaded --target file: fail now, clearly, on a shape mismatch
+            check(tuple(self.images.shape[1:]), self.dataset)
         self.c = self.default_c if c is None else float(c)
         self.p, self.box, self.max_batch = p, box, max_batch
         self.instance_seed, self.per_split = instance_seed, per_split

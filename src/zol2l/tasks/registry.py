@@ -26,4 +26,12 @@ def make_task(name: str, **options: Any) -> Any:
         raise ValueError(
             f"unknown task {name!r}; available: {', '.join(available_tasks())}"
         ) from None
+    from zol2l.validation import check_options, signature_keys
+
+    valid = signature_keys(cls)
+    unknown = sorted(set(options) - set(valid)) if valid is not None else []
+    if unknown:
+        raise ValueError(f"unknown option(s) {', '.join(unknown)} for task {name}; valid: "
+                         f"{', '.join(valid)}")
+    check_options(cls, options, f"task {name} option (--task-option KEY=JSON)")
     return cls(**options)

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from zol2l.fileio import write_json_atomic
+from zol2l.fileio import undefined_as_null, write_json_atomic
 from zol2l.tasks import make_task
 from zol2l.tasks.base import TaskFamily
 
@@ -270,5 +270,7 @@ def run_experiment(name: str, ctx: Context) -> dict[str, Any]:
         "seed": ctx.seed, "device": ctx.device, "machine": machine(),
         "seconds": time.perf_counter() - start, "sources": dict(ctx.sources), **body,
     }
-    write_json_atomic(ctx.out / "results.json", payload)
+    # undefined statistics of the analyses (a correlation of a constant map, a ratio to a
+    # zero) are null; the losses themselves never are (units raise on a non-finite loss)
+    write_json_atomic(ctx.out / "results.json", undefined_as_null(payload))
     return payload
