@@ -103,7 +103,7 @@ def _run(problem: BenchProblem, name: str, hp: Mapping[str, Any], budget: int, s
     evaluate(task, {name: dict(hp)}, split=split, instances=instances, steps=budget,
              budget=budget, q=ctx["q"], seed=ctx["seed"], progress=False, keep=keep,
              backend=ctx["backend"], workdir=workdir, resume=ctx["resume"],
-             instance_chunk=ctx["instance_chunk"])
+             instance_chunk=ctx["instance_chunk"], allow_diverged=True)
     return keep[name][0]
 
 

@@ -119,6 +119,7 @@ def evaluate(
     instance_chunk: int | None = DEFAULT_INSTANCE_CHUNK,
     trial_chunk: int | None = None,
     budget: int | None = None,
+    allow_diverged: bool = False,
 ) -> dict[str, Any]:
     """Evaluate each optimizer (name -> hyperparameters) on the first ``instances`` ids of
     ``split`` (or on the explicit instance ``ids``); returns the ``results.json`` payload.
@@ -127,7 +128,9 @@ def evaluate(
     (``None``: all) per optimizer, run by ``backend`` (a :class:`Backend`, ``"local"``,
     ``"ray"`` or ``None`` = local); the numbers do not depend on the backend.  With
     ``workdir`` each finished unit is kept there, and ``resume`` reuses them.  ``budget`` caps
-    the queries of each run (the loop stops before a step that would exceed it).  ``keep``, if
+    the queries of each run (the loop stops before a step that would exceed it).  A run whose
+    loss becomes non-finite is an error unless ``allow_diverged`` (``zol2l benchmark``
+    records divergence as a result).  ``keep``, if
     given, receives each optimizer's merged run result and problem (figures, examples)."""
     chosen = select_ids(task, split, instances, ids)
     options = dict(problem_options or {})
@@ -146,7 +149,8 @@ def evaluate(
         for name, units in plan.items():
             parts = [outputs[u.uid] for u in units]
             for unit, part in zip(units, parts, strict=True):
-                raise_nonfinite(unit, part)
+                if not allow_diverged:
+                    raise_nonfinite(unit, part)
             device = getattr(task, "device", "cpu")
             result, state = merge(units, parts, device=device)
             problem = None

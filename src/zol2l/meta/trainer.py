@@ -132,10 +132,9 @@ class MetaTrainer:
         if saved is not None:
             config = RNNConfig.from_dict(json.loads(saved["rnn_config"]))
         elif cfg.scheme == "scale-free" and not (cfg.stage == "update" and warm is not None):
-            # scale-free inputs need no measured scale; the UpdateRNN's head starts at zero
-            # (the hand-designed scheme), the QueryRNN's as the paper's
-            config = RNNConfig(preprocess="none", forget_bias=cfg.forget_bias,
-                               head_init=0.0 if cfg.stage == "update" else 0.1,
+            # scale-free inputs need no measured scale; both heads start at zero, so that
+            # training starts from the hand-designed scheme with standard Gaussian queries
+            config = RNNConfig(preprocess="none", forget_bias=cfg.forget_bias, head_init=0.0,
                                scheme="scale-free" if cfg.stage == "update" else "paper")
         elif cfg.stage == "update" and warm is not None:  # --init-alpha scales its output
             config = replace(warm.config,

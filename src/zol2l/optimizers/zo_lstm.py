@@ -11,8 +11,9 @@ Registered optimizers (all spend ``q + 1`` queries per step, one oracle call):
   :class:`~zol2l.optimizers.zo_guided_es.GuidedSampling`) + UpdateRNN.
 
 Weights: ``checkpoint`` is a ``.safetensors`` path or ``pretrained:NAME`` (default
-``pretrained:binary-classification``, the shipped optimizer; ``None`` gives untrained
-weights seeded by ``init_seed``).  ``pretrained:NAME`` resolves to the stage-2 file
+``pretrained:general``, the scale-free optimizer of :mod:`zol2l.learned.scalefree`;
+``zo-lstm-no-update`` defaults to ``pretrained:binary-classification``; ``None`` gives
+untrained weights seeded by ``init_seed``).  ``pretrained:NAME`` resolves to the stage-2 file
 ``NAME-query`` when the QueryRNN is needed, else to the stage-1 file ``NAME-update``.
 Module instances (``update_rnn=``, ``query_rnn=``) override the checkpoint; the meta-trainer
 passes its modules this way and steps the optimizer through :func:`zol2l.loop.advance`.
@@ -39,7 +40,11 @@ from zol2l.optimizers.scale_free import scale_free_step
 from zol2l.optimizers.zo_guided_es import GuidedSampling
 from zol2l.oracle import Oracle
 
-DEFAULT_CHECKPOINT = "pretrained:binary-classification"
+#: the default weights: the general (scale-free) optimizer, meta-trained on a mixture of
+#: task families (:mod:`zol2l.tasks.mixture`), for objectives no task-specific file fits
+DEFAULT_CHECKPOINT = "pretrained:general"
+#: ``zo-lstm-no-update`` keeps a paper checkpoint: its ZO-SGD update needs eq. 2's QueryRNN
+PAPER_CHECKPOINT = "pretrained:binary-classification"
 
 
 class LearnedZO(ZOOptimizer):
@@ -208,6 +213,7 @@ class ZOLSTMNoUpdate(LearnedZO):
 
     def __init__(self, **kwargs: Any) -> None:
         _reject(self.name, kwargs, "alpha", "update_rnn")
+        kwargs.setdefault("checkpoint", PAPER_CHECKPOINT)
         super().__init__(**kwargs)
 
 
