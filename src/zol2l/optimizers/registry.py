@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 _REGISTRY: dict[str, type] = {}
@@ -33,12 +34,32 @@ def get_class(name: str) -> type:
         ) from None
 
 
+def accepted(name: str) -> list[str]:
+    """The hyperparameter keywords that the optimizer ``name`` accepts (its constructors'
+    keyword arguments along the class hierarchy), sorted."""
+    found: set[str] = set()
+    for klass in get_class(name).__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        for param in inspect.signature(init).parameters.values():
+            if param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD) \
+                    and param.name != "self":
+                found.add(param.name)
+    return sorted(found)
+
+
 def make(name: str, **hyperparameters: Any) -> Any:
     """Instantiate the optimizer ``name`` with ``hyperparameters``.
 
-    Unknown hyperparameters raise a ``ValueError`` naming them.
+    Unknown hyperparameters raise a ``ValueError`` naming them and the accepted ones.
     """
     cls = get_class(name)
+    known = accepted(name)
+    unknown = sorted(set(hyperparameters) - set(known))
+    if unknown:
+        raise ValueError(f"unknown hyperparameter {unknown[0]!r} for {name!r}; accepted: "
+                         f"{', '.join(known)}")
     try:
         return cls(**hyperparameters)
     except TypeError as exc:
