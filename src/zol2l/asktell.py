@@ -79,6 +79,7 @@ class AskTell:
         self._asked = False
         self.result: MinimizeResult | None = None
         self._progress: Progress | None = None
+        self._ended = "closed"
         self.nqueries = 0
         self._user = greenlet.getcurrent()
         self._worker = greenlet(self._work)
@@ -97,18 +98,21 @@ class AskTell:
         try:
             self.result = solve(self._cfg, self._problem, self._observe)
         except _Closed:
-            pass
+            self._ended = "closed"
+        except BaseException as exc:  # re-raised in the user's tell()
+            self._ended = f"error: {exc}"
+            raise
         finally:
             self._request = None
 
     # ------------------------------------------------------------------ user side
     def ask(self) -> Any:
         """The points of the next oracle call, ``[n, d]`` (numpy when ``x0`` was numpy)."""
+        if self._request is None:
+            raise RuntimeError(f"the run has ended ({self.stop_reason}); nothing to ask")
         if self._asked:
             raise RuntimeError("ask() called twice: tell() the values of the points of the "
                                "previous ask() first")
-        if self._request is None:
-            raise RuntimeError(f"the run has ended ({self.stop_reason}); nothing to ask")
         self._asked = True
         pts = self._request.detach()
         return pts.cpu().numpy().copy() if self._cfg.is_numpy else pts.clone()
@@ -156,7 +160,7 @@ class AskTell:
         """``None`` while points remain to ask, else why the run ended."""
         if self.result is not None:
             return self.result.stop_reason
-        return None if self._request is not None else "closed"
+        return None if self._request is not None else self._ended
 
     @property
     def x(self) -> Any:

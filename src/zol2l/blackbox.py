@@ -147,7 +147,8 @@ def settings(method: str, x0: Any, *, steps: int | None, seed: int, budget: int 
     unknown = sorted(set(hyperparameters) - set(known))
     if unknown:
         raise ValueError(
-            f"unknown keyword {unknown[0]!r}; accepted: {', '.join(extra)} and the "
+            f"bad hyperparameters for {method!r}: unknown keyword {unknown[0]!r}; accepted: "
+            f"{', '.join(extra)} and the "
             f"hyperparameters of {method!r}: {', '.join(known)}"
         )
     start, is_numpy = as_start(x0)

@@ -58,8 +58,8 @@ def make(name: str, **hyperparameters: Any) -> Any:
     known = accepted(name)
     unknown = sorted(set(hyperparameters) - set(known))
     if unknown:
-        raise ValueError(f"unknown hyperparameter {unknown[0]!r} for {name!r}; accepted: "
-                         f"{', '.join(known)}")
+        raise ValueError(f"bad hyperparameters for {name!r}: unknown keyword {unknown[0]!r}; "
+                         f"accepted: {', '.join(known)}")
     try:
         return cls(**hyperparameters)
     except TypeError as exc:
