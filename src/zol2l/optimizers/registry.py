@@ -24,10 +24,16 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def base_name(label: str) -> str:
+    """The registered name of an optimizer label ``NAME@LABEL`` (``NAME`` itself unchanged):
+    one optimizer can run under several settings in one evaluation."""
+    return str(label).split("@", 1)[0]
+
+
 def get_class(name: str) -> type:
-    """The optimizer class registered as ``name``."""
+    """The optimizer class registered as ``name`` (or labelled ``name@LABEL``)."""
     try:
-        return _REGISTRY[name]
+        return _REGISTRY[base_name(name)]
     except KeyError:
         raise ValueError(
             f"unknown optimizer {name!r}; available: {', '.join(available())}"
@@ -54,6 +60,7 @@ def make(name: str, **hyperparameters: Any) -> Any:
 
     Unknown hyperparameters raise a ``ValueError`` naming them and the accepted ones.
     """
+    name = base_name(name)
     cls = get_class(name)
     known = accepted(name)
     unknown = sorted(set(hyperparameters) - set(known))
