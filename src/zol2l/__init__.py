@@ -8,6 +8,15 @@ from zol2l.oracle import BudgetExhausted, NonFiniteValueError, Oracle
 
 __all__ = [
     "AskTell", "BudgetExhausted", "MinimizeResult", "NonFiniteValueError", "Oracle", "RunResult",
-    "available", "make", "minimize", "run",
+    "ZOAttack", "available", "make", "minimize", "run",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """``zol2l.ZOAttack`` is imported on first use (it pulls in the attack harness)."""
+    if name == "ZOAttack":
+        from zol2l.zoattack import ZOAttack
+
+        return ZOAttack
+    raise AttributeError(f"module 'zol2l' has no attribute {name!r}")

@@ -52,6 +52,8 @@ class MetaConfig:
         forget_bias: ``None`` (bias-free LSTM, the authors') or the initial value of a learned
             forget-gate bias of the trained RNN (:class:`~zol2l.learned.RNNConfig`).
         seed: seeds weights, instance batches, directions and minibatches.
+        ids: training instance ids (``None``: the task's train split); the last
+            ``val_fraction`` of them is held out.
     """
 
     task: str
@@ -81,6 +83,7 @@ class MetaConfig:
     input_scale: list[float] | None = None
     forget_bias: float | None = None
     seed: int = 0
+    ids: list[int] | None = None
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -126,6 +129,8 @@ class MetaConfig:
             value = getattr(self, name)
             if value is not None:
                 parts += [f"--{name.replace('_', '-')}", str(value)]
+        if self.ids is not None:
+            parts += ["--ids", ",".join(str(int(i)) for i in self.ids)]
         if self.input_scale is not None:
             parts += ["--input-scale", ",".join(repr(float(s)) for s in self.input_scale)]
         return shlex.join(parts)
