@@ -110,10 +110,7 @@ class ZOAttack:
         problem = AttackProblem(self.model, images.detach().float(), labels, list(range(n)),
                                 [0] * n, c=self.c, p=self.p, box=self.box,  # type: ignore
                                 max_batch=self.max_batch)
-        if self.init_noise:
-            gen = torch.Generator().manual_seed(self.seed)
-            noise = torch.randn(problem.x0.shape, generator=gen, dtype=problem.x0.dtype)
-            problem.x0 = problem.x0 + self.init_noise * noise.to(problem.x0.device)
+        problem.perturb_start(self.init_noise, self.seed)
         opt = make(base_name(self.optimizer), **hp)
         opt_hp = opt.hyperparameters()
         with torch.no_grad():

@@ -72,6 +72,15 @@ class AttackProblem(Problem):
         self._seen = 0
         self._cache: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None
 
+    def perturb_start(self, sigma: float, seed: int) -> None:
+        """Start at ``x0 + sigma N(0, 1)`` (seeded by ``seed``) instead of exactly ``x0``."""
+        if not float(sigma) >= 0.0:
+            raise ValueError(f"init_noise must be >= 0, got {sigma}")
+        if sigma:
+            gen = torch.Generator().manual_seed(int(seed))
+            noise = torch.randn(self.x0.shape, generator=gen, dtype=self.x0.dtype)
+            self.x0 = self.x0 + float(sigma) * noise.to(self.x0.device)
+
     # -------------------------------------------------------------- parametrization
     def upsample(self, points: torch.Tensor) -> torch.Tensor:
         """Bilinear resize of low-resolution perturbations ``[..., C * h * w]`` to the image
@@ -276,18 +285,13 @@ class AttackFamily(TaskFamily):
         for i in set(rows):
             if not 0 <= i < len(self.labels):
                 raise ValueError(f"image id {i} out of range [0, {len(self.labels)})")
-        if not float(init_noise) >= 0.0:
-            raise ValueError(f"init_noise must be >= 0, got {init_noise}")
         index = torch.tensor(rows, device=self.device)
         problem = AttackProblem(self.target, self.images[index], self.labels[index], rows,
                                 [t for _ in ids for t in range(trials)], c=self.c, p=self.p,
                                 box=self.box, max_batch=self.max_batch,
                                 snapshot_every=snapshot_every,
                                 perturbation_size=perturbation_size)
-        if init_noise:
-            gen = torch.Generator().manual_seed(int(seed))
-            noise = torch.randn(problem.x0.shape, generator=gen, dtype=problem.x0.dtype)
-            problem.x0 = problem.x0 + float(init_noise) * noise.to(problem.x0.device)
+        problem.perturb_start(init_noise, seed)
         return problem
 
     def summary(self, result: Any, problem: Problem) -> dict[str, Any]:
