@@ -7,9 +7,9 @@ The objective is a cheap batched sum of squares; its own time is measured inside
 call and subtracted.  Reported for d = 100, 784, 3072 with q = 20, one problem (B = 1).
 
 ``--asktell`` compares :class:`zol2l.AskTell` with :func:`zol2l.minimize` on the same seeded
-runs (same vectorized objective, evaluated by the caller for AskTell): the extra wall time
-per step of AskTell, relative to minimize's own per-step overhead (its wall time minus the
-objective's), interleaved repeats, the least-disturbed (minimum) of each, one torch thread.
+runs (same vectorized objective, evaluated by the caller for AskTell): the extra CPU time
+per step of AskTell, relative to minimize's own per-step overhead (its CPU time minus the
+objective's): the median paired difference over 40 back-to-back pairs, one torch thread.
 """
 
 from __future__ import annotations
@@ -56,36 +56,48 @@ def measure(name: str, dim: int, steps: int, dtype: torch.dtype) -> dict[str, fl
     return {"overhead_ms": samples[1], "min_ms": samples[0], "max_ms": samples[2]}
 
 
-def asktell_overhead(name: str, dim: int, steps: int, repeats: int = 7) -> dict[str, float]:
-    """Per-step wall time (ms) of minimize and of AskTell, and AskTell's extra time relative
-    to minimize's per-step overhead (median over interleaved repeats)."""
+def asktell_overhead(name: str, dim: int, steps: int, repeats: int = 40) -> dict[str, float]:
+    """Per-step overhead (CPU time of this process minus the objective's, ms: less disturbed
+    than wall time on a shared machine) of minimize and of AskTell, and AskTell's extra: the
+    median of the paired differences of ``repeats`` back-to-back pairs, relative to
+    minimize's median overhead."""
     spent = [0.0]
 
     def sphere(x: torch.Tensor) -> torch.Tensor:
-        tick = time.perf_counter()
+        tick = time.process_time()
         out = x.square().sum(-1)
-        spent[0] += time.perf_counter() - tick
+        spent[0] += time.process_time() - tick
         return out
 
     x0 = torch.ones(dim, dtype=torch.float64)
     hp = {} if name.startswith("zo-lstm") else {"lr": 1e-4}  # the UpdateRNN takes no lr
-    mins, asks, objs = [], [], []
-    for rep in range(repeats):
-        spent[0] = 0.0
-        tick = time.perf_counter()
+
+    def via_minimize(rep: int) -> float:
         zol2l.minimize(sphere, x0, method=name, steps=steps, seed=rep, vectorized=True, **hp)
-        mins.append((time.perf_counter() - tick) / steps)
-        objs.append(spent[0] / steps)
-        tick = time.perf_counter()
+        return 0.0
+
+    def via_asktell(rep: int) -> float:
         opt = zol2l.AskTell(name, x0, seed=rep, steps=steps, **hp)
         while opt.stop_reason is None:
             opt.tell(sphere(opt.ask()))
-        asks.append((time.perf_counter() - tick - spent[0] + objs[-1] * steps) / steps)
-    med = min  # the least-disturbed repeat: the machine is shared
-    overhead = med(mins) - med(objs)
-    return {"minimize_ms": med(mins) * 1e3, "asktell_ms": med(asks) * 1e3,
-            "objective_ms": med(objs) * 1e3, "minimize_overhead_ms": overhead * 1e3,
-            "asktell_extra_vs_overhead": (med(asks) - med(mins)) / overhead}
+        return 0.0
+
+    mins, asks, objs = [], [], []
+    for rep in range(repeats):  # ABBA order: paired differences cancel the machine's drift
+        order = (via_minimize, via_asktell) if rep % 2 == 0 else (via_asktell, via_minimize)
+        for fn in order:
+            spent[0] = 0.0
+            tick = time.process_time()
+            fn(rep)
+            cpu = (time.process_time() - tick - spent[0]) / steps
+            (mins if fn is via_minimize else asks).append(cpu)
+            objs.append(spent[0] / steps)
+    diffs = sorted(a - m for a, m in zip(asks, mins, strict=True))
+    med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
+    return {"minimize_overhead_ms": med(mins) * 1e3, "asktell_overhead_ms": med(asks) * 1e3,
+            "objective_ms": med(objs) * 1e3, "pairs": repeats,
+            "asktell_extra_ms": med(diffs) * 1e3,
+            "asktell_extra_vs_overhead": med(diffs) / med(mins)}
 
 
 def main_asktell(args: argparse.Namespace) -> None:
@@ -95,8 +107,9 @@ def main_asktell(args: argparse.Namespace) -> None:
     for dim in (100, 784):
         for name in ("zo-sgd", "zo-adam", "zo-lstm"):
             table[f"{name}@d={dim}"] = stats = asktell_overhead(name, dim, args.steps)
-            print(f"{name:>10} d={dim:<4} minimize {stats['minimize_ms']:.3f} ms/step, "
-                  f"AskTell {stats['asktell_ms']:.3f} ms/step: "
+            print(f"{name:>10} d={dim:<4} overhead: minimize "
+                  f"{stats['minimize_overhead_ms']:.3f} ms/step, AskTell "
+                  f"{stats['asktell_overhead_ms']:.3f} ms/step: "
                   f"{stats['asktell_extra_vs_overhead']:+.1%} of minimize's overhead")
     payload = {"machine": platform.processor() or platform.machine(), "threads":
                torch.get_num_threads(), "q": 20, "steps": args.steps, "results": table}

@@ -34,13 +34,18 @@ class _Closed(Exception):
     """Thrown into the worker to unwind a run that the user closed."""
 
 
+_grad_enabled = torch.is_grad_enabled
+_set_grad = torch._C._set_grad_enabled  # what torch.set_grad_enabled calls, without its object
+
+
 def _switch(target: greenlet, *args: Any) -> Any:
     """Switch to ``target``; this side's torch grad mode is restored when it resumes."""
-    mode = torch.is_grad_enabled()
+    mode = _grad_enabled()
     try:
         return target.switch(*args)
     finally:
-        torch.set_grad_enabled(mode)
+        if _grad_enabled() != mode:
+            _set_grad(mode)
 
 
 class AskTell:
@@ -107,7 +112,8 @@ class AskTell:
 
     # ------------------------------------------------------------------ user side
     def ask(self) -> Any:
-        """The points of the next oracle call, ``[n, d]`` (numpy when ``x0`` was numpy)."""
+        """The points of the next oracle call, ``[n, d]`` (numpy when ``x0`` was numpy).  They
+        are a fresh array that the run does not read again: yours to keep or modify."""
         if self._request is None:
             raise RuntimeError(f"the run has ended ({self.stop_reason}); nothing to ask")
         if self._asked:
@@ -115,7 +121,7 @@ class AskTell:
                                "previous ask() first")
         self._asked = True
         pts = self._request.detach()
-        return pts.cpu().numpy().copy() if self._cfg.is_numpy else pts.clone()
+        return pts.cpu().numpy() if self._cfg.is_numpy else pts
 
     def tell(self, values: Any) -> None:
         """Give the values of the points of the last :meth:`ask`, in the same order."""
@@ -126,8 +132,8 @@ class AskTell:
             flat: Any = values.detach().reshape(-1)
         else:  # as a point-wise objective's values (float64, then the run's dtype)
             flat = np.asarray(values, dtype=np.float64).reshape(-1)
-        if len(flat) != n:
-            raise ValueError(f"tell() got {len(flat)} values for the {n} points of ask()")
+        if flat.shape[0] != n:
+            raise ValueError(f"tell() got {flat.shape[0]} values for the {n} points of ask()")
         self._asked = False
         self.nqueries += n
         _switch(self._worker, flat)  # errors of the run (e.g. a NaN value) surface here
@@ -135,11 +141,11 @@ class AskTell:
     def close(self) -> None:
         """End the run now (the suspended run unwinds); idempotent."""
         if self._request is not None and not self._worker.dead:
-            mode = torch.is_grad_enabled()
+            mode = _grad_enabled()
             try:
                 self._worker.throw(_Closed)
             finally:
-                torch.set_grad_enabled(mode)
+                _set_grad(mode)
         self._request = None
 
     def __enter__(self) -> AskTell:
