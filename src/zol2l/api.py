@@ -61,25 +61,28 @@ class MinimizeResult:
 
 
 def observer(cfg: Settings, callback: Callable | None, tol: float | None,
-             window: int) -> Callable[[Progress], bool] | None:
+             window: int) -> Callable[[Progress], bool | str] | None:
     """The loop's ``on_step`` for a user ``callback(state) -> bool`` and a ``tol`` stop."""
     if callback is None and tol is None:
         return None
     best: list[float] = []
 
-    def on_step(p: Progress) -> bool:
+    def on_step(p: Progress) -> bool | str:
         best.append(float(p.best_loss[0]))
         if callback is not None and callback(State(
                 p.t + 1, cfg.output(p.x[0]), float(p.value[0]), cfg.output(p.best_x[0]),
                 best[-1], p.nqueries)):
             return True
-        return tol is not None and relative_stall(best, tol, window)
+        if tol is not None and relative_stall(best, tol, window):
+            return (f"tol: the best value improved by less than {tol:g} (relative) over the "
+                    f"last {window} steps, after {p.t + 1} steps")
+        return False
 
     return on_step
 
 
 def solve(cfg: Settings, problem: FunctionProblem,
-          on_step: Callable[[Progress], bool] | None = None) -> MinimizeResult:
+          on_step: Callable[[Progress], bool | str] | None = None) -> MinimizeResult:
     """Run ``cfg`` on ``problem`` through the loop: the one code path of ``minimize`` and
     ``AskTell``."""
     result = run(cfg.optimizer(), problem, cfg.steps, seed=cfg.seed, budget=cfg.budget,

@@ -173,7 +173,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
             task, names, instances=args.instances, ids=args.ids,
             trials=args.trials, steps=args.steps, q=args.q, seed=args.seed,
             fixed=user_hyperparameters([*args.sets, *args.checkpoints], names),
-            progress=not args.quiet, backend=backend, workdir=args.out / "units",
+            start=tuned_choice(args.hparams)[0], progress=not args.quiet, backend=backend,
+            workdir=args.out / "units",
             **grid_options(args.grid), **_unit_options(args),
         )
     args.out.mkdir(parents=True, exist_ok=True)

@@ -126,7 +126,7 @@ def run(
     budget: int | None = None,
     nonfinite: NonFinite = "raise",
     callback: Callable[[int, StepOutput, dict[str, Any]], None] | None = None,
-    on_step: Callable[[Progress], bool | None] | None = None,
+    on_step: Callable[[Progress], bool | str | None] | None = None,
 ) -> RunResult:
     """Run ``optimizer`` on ``problem`` for ``steps`` iterations.
 
@@ -140,7 +140,8 @@ def run(
         nonfinite: what the oracle does with NaN/inf values (see :class:`Oracle`).
         callback: called after every step with ``(t, step_output, state)``.
         on_step: called after every step with a :class:`Progress`; a true return value stops
-            the run (``stop_reason`` ``"stopped by the callback after T steps"``).
+            the run (``stop_reason``: the returned string, or ``"stopped by the callback
+            after T steps"``).
 
     Every iterate, ``x0`` included, goes through :meth:`Problem.project
     <zol2l.tasks.base.Problem.project>` (the identity unless the problem has a box), and the
@@ -190,9 +191,11 @@ def run(
         step_seconds.append(time.perf_counter() - tick)
         if callback is not None:
             callback(t, out, state)
-        if on_step is not None and on_step(Progress(t, x, losses[-1], best.x, best.loss,
-                                                    oracle.queries, out)):
-            stop_reason = f"stopped by the callback after {t + 1} steps"
+        stop = on_step is not None and on_step(Progress(t, x, losses[-1], best.x, best.loss,
+                                                        oracle.queries, out))
+        if stop:
+            stop_reason = stop if isinstance(stop, str) else \
+                f"stopped by the callback after {t + 1} steps"
             break
     final = problem.loss(x)
     if final is None:

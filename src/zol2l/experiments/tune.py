@@ -76,6 +76,7 @@ def tune(
     extra: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
     fixed: Mapping[str, Mapping[str, Any]] | None = None,
     ids: Sequence[int] | None = None,
+    start: Mapping[str, Mapping[str, Any]] | str | None = "shipped",
     progress: bool = True,
     backend: Backend | str | None = None,
     workdir: str | os.PathLike | None = None,
@@ -90,11 +91,13 @@ def tune(
     the chunk sizes): all coarse points of all optimizers run in parallel, then all
     refinements.  ``coarse`` defaults to :data:`COARSE` for ``delta`` and
     :data:`ALPHA_COARSE` for ``alpha``; ``extra`` replaces :data:`EXTRA_GRIDS` entries (e.g.
-    ``{"zo-adam": {"beta1": [0.9]}}``); ``ids`` picks the training instances."""
+    ``{"zo-adam": {"beta1": [0.9]}}``); ``ids`` picks the training instances; ``start`` is the
+    starting point of the keys off the grids (see
+    :func:`~zol2l.experiments.defaults.resolve`'s ``tuned``)."""
     from zol2l.experiments.defaults import resolve
 
     ids = select_ids(task, "train", instances, ids)
-    base, _ = resolve(task, list(names), user=fixed, tuned="shipped")
+    base, _ = resolve(task, list(names), user=fixed, tuned=start)
     knobs = {n: knob(n) for n in names}
     grids_1d = {n: tuple(coarse) if coarse is not None else
                 (ALPHA_COARSE if knobs[n] == "alpha" else COARSE) for n in names}
