@@ -120,7 +120,7 @@ class AskTell:
             raise RuntimeError("ask() called twice: tell() the values of the points of the "
                                "previous ask() first")
         self._asked = True
-        pts = self._request.detach()
+        pts = self._request  # computed under no_grad: no graph to detach
         return pts.cpu().numpy() if self._cfg.is_numpy else pts
 
     def tell(self, values: Any) -> None:
@@ -128,12 +128,14 @@ class AskTell:
         if not self._asked or self._request is None:
             raise RuntimeError("tell() without a pending ask(): call ask() first")
         n = self._request.shape[0]
-        if isinstance(values, torch.Tensor):  # as a vectorized objective's output
-            flat: Any = values.detach().reshape(-1)
+        if isinstance(values, torch.Tensor):  # as a vectorized objective's output ([n] or
+            flat: Any = values                # [n, 1]; the oracle checks the shape)
+            count = values.numel()
         else:  # as a point-wise objective's values (float64, then the run's dtype)
             flat = np.asarray(values, dtype=np.float64).reshape(-1)
-        if flat.shape[0] != n:
-            raise ValueError(f"tell() got {flat.shape[0]} values for the {n} points of ask()")
+            count = flat.shape[0]
+        if count != n:
+            raise ValueError(f"tell() got {count} values for the {n} points of ask()")
         self._asked = False
         self.nqueries += n
         _switch(self._worker, flat)  # errors of the run (e.g. a NaN value) surface here
