@@ -160,3 +160,10 @@ def test_zoattack_misclassified_wherever_it_reports_success() -> None:
     assert atk.last_result["success_rate"] == pytest.approx(float(success.double().mean()))
     with pytest.raises(ValueError, match="'bogus'"):
         zol2l.ZOAttack(task.target, bogus=1)
+
+
+@needs_data
+def test_checkpoint_trained_with_another_box_warns() -> None:
+    task = make_task("mnist-attack", data_dir=str(DATA), box="clamp")
+    with pytest.warns(UserWarning, match="box 'tanh' \\(this run: 'clamp'\\)"):
+        evaluate(task, {"zo-lstm": {}}, instances=1, steps=1, progress=False)
