@@ -48,8 +48,9 @@ def test_steps_and_budget_whichever_first() -> None:
 
 
 def test_best_is_kept_after_divergence() -> None:
-    res = zol2l.minimize(sphere, np.zeros(6), "zo-sgd", steps=60, q=10, lr=3.0, seed=0,
-                         nonfinite="inf")
+    with pytest.warns(UserWarning, match="worse than the start"):
+        res = zol2l.minimize(sphere, np.zeros(6), "zo-sgd", steps=60, q=10, lr=3.0, seed=0,
+                             nonfinite="inf")
     assert res.fun_last > res.history[0]  # lr = 3 on |x - t|^2 diverges
     assert res.fun <= res.history[0] and res.fun == sphere(res.x)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import nullcontext
@@ -89,6 +91,11 @@ def solve(cfg: Settings, problem: FunctionProblem,
                  nonfinite=cfg.nonfinite, on_step=on_step)
     history = result.loss[:, 0].tolist()
     assert result.best_x is not None and result.best_loss is not None
+    if not (math.isfinite(history[-1]) and history[-1] <= history[0]):
+        warnings.warn(f"{cfg.method}: the last iterate's value {history[-1]:.6g} is worse than "
+                      f"the start's {history[0]:.6g} (the run diverged, or the step size is "
+                      f"too large); x and fun are the best iterate seen", UserWarning,
+                      stacklevel=3)
     return MinimizeResult(
         x=cfg.output(result.best_x[0]), fun=float(result.best_loss[0]), history=history,
         nqueries=result.nqueries, stop_reason=result.stop_reason, run=result,
