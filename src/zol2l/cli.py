@@ -131,8 +131,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _user(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, Any]]:
-    table = user_hyperparameters([*args.sets, *args.checkpoints], names)
-    return {n: table.get(n, {}) for n in names} | table
+    return user_hyperparameters([*args.sets, *args.checkpoints], names)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

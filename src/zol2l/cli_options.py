@@ -5,8 +5,9 @@ go to the library unchanged.
 * ``--ids 3,17,42`` (ranges ``10-19`` too): dataset indices (attacks) or instance ids.
 * ``--set NAME.KEY=VALUE`` (repeatable): a hyperparameter, ``VALUE`` as JSON (a bare word is
   a string); ``NAME`` is an optimizer or a label ``NAME@LABEL`` of ``--optimizers``
-  (``--optimizers zo-lstm@small,zo-lstm --set zo-lstm@small.alpha=0.2``).  The key is what
-  follows the LAST dot, so labels may contain dots (``zo-lstm@a0.2.alpha=0.2``).
+  (``--optimizers zo-lstm@small,zo-lstm --set zo-lstm@small.alpha=0.2``); an optimizer name
+  sets all of its labels, and a label's own setting wins.  The key is what follows the LAST
+  dot, so labels may contain dots (``zo-lstm@a0.2.alpha=0.2``).
 * ``--checkpoint NAME=SPEC`` (repeatable): the same as ``--set NAME.checkpoint=SPEC``.
 * ``--grid coarse=0.1,1,10`` / ``refine=0.5,1,2`` / ``NAME.KEY=v1,v2`` (``zol2l tune``).
 """
@@ -63,15 +64,21 @@ def parse_checkpoint(text: str) -> tuple[str, str, Any]:
 
 def user_hyperparameters(settings: Sequence[tuple[str, str, Any]],
                          names: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``{label: {key: value}}`` of ``--set`` / ``--checkpoint`` entries; each name must be one
-    of ``names`` (the run's optimizers or labels) or the optimizer of one of its labels."""
+    """``{label: {key: value}}`` of ``--set`` / ``--checkpoint`` entries for the run's
+    optimizers or labels ``names``.  An entry for a label sets that label; an entry for an
+    optimizer name sets every label of it, and a label's own entry wins."""
+    table: dict[str, dict[str, Any]] = {label: {} for label in names}
+    for exact in (False, True):  # optimizer-wide entries first, then the labels' own
+        for name, key, value in settings:
+            targets = [n for n in names if n == name] if exact else \
+                [n for n in names if n != name and n.split("@", 1)[0] == name]
+            for label in targets:
+                table[label][key] = value
     known = set(names) | {n.split("@", 1)[0] for n in names}
-    table: dict[str, dict[str, Any]] = {}
-    for name, key, value in settings:
-        if name not in known:
-            raise ValueError(f"--set/--checkpoint names {name!r}, which is not among the "
-                             f"run's optimizers ({', '.join(names)})")
-        table.setdefault(name, {})[key] = value
+    unknown = [name for name, _, _ in settings if name not in known]
+    if unknown:
+        raise ValueError(f"--set/--checkpoint names {unknown[0]!r}, which is not among the "
+                         f"run's optimizers ({', '.join(names)})")
     return table
 
 

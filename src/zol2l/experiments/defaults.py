@@ -90,7 +90,7 @@ def resolve(task: TaskFamily, names: Sequence[str], *, user: Mapping[str, Mappin
     Args:
         task: the run's task family.
         names: optimizer names or ``NAME@LABEL`` labels.
-        user: the user's hyperparameters by label (or by name, for every label of it).
+        user: the user's hyperparameters by label.
         tuned: ``"shipped"`` (the task's shipped file), a ``{name: hp}`` table (e.g. a
             ``--hparams`` file, described by ``tuned_source``) or ``None`` (none).
         q: directions per estimate for every optimizer (``None``: keep the others').
@@ -109,8 +109,7 @@ def resolve(task: TaskFamily, names: Sequence[str], *, user: Mapping[str, Mappin
     sources: Table = {}
     for label in names:
         name = base_name(label)
-        mine = {**user.get(name, {}), **user.get(label, {})} if label != name \
-            else dict(user.get(name, {}))
+        mine = dict(user.get(label, {}))
         base = dict(tuned.get(label, tuned.get(name, {})))
         base.pop("q", None)
         if any(k in mine for k in _STEP_KEYS):
