@@ -70,7 +70,8 @@ def main() -> None:
     kept: dict = {}
     # one work unit (all images in one batch), run in this process through the harness
     payload = evaluate(task, {args.optimizer: hp}, ids=ids, trials=1, steps=args.steps, q=q,
-                       seed=0, progress=False, keep=kept, instance_chunk=None)
+                       seed=0, progress=False, keep=kept, instance_chunk=None,
+                       tuned=None)  # the optimizers' own defaults, as the committed runs
     _, problem = kept[args.optimizer]
     if device.type == "cuda":
         torch.cuda.synchronize()

@@ -233,10 +233,14 @@ def test_pretrained_checkpoints_load_and_match_sha256(stem: str, tmp_path: Path)
         load_checkpoint(bad)
 
 
-def test_shipped_binary_optimizer_is_the_default() -> None:
+def test_shipped_defaults() -> None:
+    """The general optimizer is the default; ``zo-lstm-no-update`` (ZO-SGD's update with eq.
+    3's QueryRNN) keeps the paper's binary-classification checkpoint."""
     for name in LEARNED:
         hp = make(name).hyperparameters()
-        assert hp["checkpoint"] == "pretrained:binary-classification", name
+        expected = "pretrained:binary-classification" if name == "zo-lstm-no-update" \
+            else "pretrained:general"
+        assert hp["checkpoint"] == expected, name
         assert len(hp["checkpoint_sha256"]) == 64
 
 

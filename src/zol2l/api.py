@@ -2,32 +2,38 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import torch
+from zol2l.blackbox import MINIMIZE_KEYWORDS, FunctionProblem, Settings, relative_stall, settings
+from zol2l.loop import Progress, RunResult, run
+from zol2l.oracle import NonFinite
 
-from zol2l.loop import RunResult, run
-from zol2l.optimizers import make
-from zol2l.oracle import NonFinite, Oracle
-from zol2l.tasks.base import Problem
-from zol2l.validation import check_x0
+__all__ = ["FunctionProblem", "MinimizeResult", "State", "minimize"]
 
 
-class FunctionProblem(Problem):
-    """One user objective as a :class:`Problem` with a single row."""
+@dataclass
+class State:
+    """What ``callback(state)`` sees after each step of :func:`minimize`.
 
-    def __init__(self, fun: Callable, x0: torch.Tensor, *, vectorized: bool,
-                 numpy_inputs: bool) -> None:
-        self.x0, self.ids, self.trials = x0[None, :], [0], [0]
-        mode = "batch" if vectorized else "point"
-        self._oracle = Oracle(fun, x0.shape[0], mode=mode, dtype=x0.dtype,
-                              numpy_inputs=numpy_inputs)
+    Attributes:
+        t: steps taken so far.
+        x: the current iterate; ``fun``: the value of the iterate the step started from.
+        best_x, best_f: the best iterate seen and its value.
+        nqueries: queries spent so far.
+    """
 
-    def objective(self, points: torch.Tensor) -> torch.Tensor:
-        return self._oracle._evaluate(points)
+    t: int
+    x: Any
+    fun: float
+    best_x: Any
+    best_f: float
+    nqueries: int
 
 
 @dataclass
@@ -35,11 +41,13 @@ class MinimizeResult:
     """Result of :func:`minimize`.
 
     Attributes:
-        x: the final point (numpy array if ``x0`` was one, else a tensor).
-        fun: objective value at ``x``.
-        history: objective value after each step (index 0: at ``x0``).
+        x: the BEST iterate seen, by its queried value (numpy array if ``x0`` was one, else a
+            tensor); ``fun``: that value, so ``fun == f(x)`` for a deterministic ``f``.
+        x_last, fun_last: the last iterate and its value.
+        history: objective value of each iterate (index 0: at ``x0``; last: ``fun_last``).
+        best_history: running minimum of ``history`` (its last entry is ``fun``).
         nqueries: number of objective evaluations spent.
-        stop_reason: ``"steps"`` or why the run ended early (e.g. the budget).
+        stop_reason: ``"steps"`` or why the run ended early (budget, callback, tol).
         run: the full :class:`~zol2l.loop.RunResult`.
     """
 
@@ -49,6 +57,51 @@ class MinimizeResult:
     nqueries: int
     stop_reason: str
     run: RunResult
+    x_last: Any = None
+    fun_last: float = float("nan")
+    best_history: list[float] | None = None
+
+
+def observer(cfg: Settings, callback: Callable | None, tol: float | None,
+             window: int) -> Callable[[Progress], bool | str] | None:
+    """The loop's ``on_step`` for a user ``callback(state) -> bool`` and a ``tol`` stop."""
+    if callback is None and tol is None:
+        return None
+    best: list[float] = []
+
+    def on_step(p: Progress) -> bool | str:
+        best.append(float(p.best_loss[0]))
+        if callback is not None and callback(State(
+                p.t + 1, cfg.output(p.x[0]), float(p.value[0]), cfg.output(p.best_x[0]),
+                best[-1], p.nqueries)):
+            return True
+        if tol is not None and relative_stall(best, tol, window):
+            return (f"tol: the best value improved by less than {tol:g} (relative) over the "
+                    f"last {window} steps, after {p.t + 1} steps")
+        return False
+
+    return on_step
+
+
+def solve(cfg: Settings, problem: FunctionProblem,
+          on_step: Callable[[Progress], bool | str] | None = None) -> MinimizeResult:
+    """Run ``cfg`` on ``problem`` through the loop: the one code path of ``minimize`` and
+    ``AskTell``."""
+    result = run(cfg.optimizer(), problem, cfg.steps, seed=cfg.seed, budget=cfg.budget,
+                 nonfinite=cfg.nonfinite, on_step=on_step)
+    history = result.loss[:, 0].tolist()
+    assert result.best_x is not None and result.best_loss is not None
+    if not (math.isfinite(history[-1]) and history[-1] <= history[0]):
+        warnings.warn(f"{cfg.method}: the last iterate's value {history[-1]:.6g} is worse than "
+                      f"the start's {history[0]:.6g} (the run diverged, or the step size is "
+                      f"too large); x and fun are the best iterate seen", UserWarning,
+                      stacklevel=3)
+    return MinimizeResult(
+        x=cfg.output(result.best_x[0]), fun=float(result.best_loss[0]), history=history,
+        nqueries=result.nqueries, stop_reason=result.stop_reason, run=result,
+        x_last=cfg.output(result.x[0]), fun_last=history[-1],
+        best_history=result.best_history[:, 0].tolist(),
+    )
 
 
 def minimize(
@@ -56,7 +109,7 @@ def minimize(
     x0: Any,
     method: str = "zo-adam",
     *,
-    steps: int = 200,
+    steps: int | None = None,
     q: int = 20,
     mu: float | None = None,
     lr: float | None = None,
@@ -65,6 +118,12 @@ def minimize(
     budget: int | None = None,
     vectorized: bool = False,
     nonfinite: NonFinite = "raise",
+    bounds: Any = None,
+    callback: Callable[[State], bool | None] | None = None,
+    tol: float | None = None,
+    tol_window: int = 20,
+    executor: Executor | None = None,
+    workers: int | None = None,
     **options: Any,
 ) -> MinimizeResult:
     """Minimize the black-box ``fun`` from ``x0`` with the optimizer ``method``.
@@ -74,28 +133,34 @@ def minimize(
             tensor), or with ``vectorized=True`` ``fun(X[n, d]) -> [n]`` on torch tensors.
         x0: 1-D initial point (numpy array, list or tensor).
         method: a registered optimizer name (``zol2l.optimizers.available()``).
-        steps, q, mu, lr, delta, seed, budget: see :func:`zol2l.loop.run` and the optimizer.
+        steps: iterations; default 200, or as many as ``budget`` allows when only a budget is
+            given (with both, whichever ends first).
+        budget: queries never exceeded; the run stops before a step that would exceed it.
+        q, lr, delta, seed: see :func:`zol2l.loop.run` and the optimizer.
+        mu: smoothing; default :data:`zol2l.blackbox.BLACKBOX_MU` (works with and without
+            evaluation noise, see docs/mu.md).
+        bounds: ``(lower, upper)``, scalars or arrays: every query and iterate is clipped into
+            the box (the optimizer minimizes ``f(clip(x))``, see :mod:`zol2l.blackbox`).
+        callback: ``callback(state: State)`` after each step; a true return value stops.
+        tol: stop when the best value improved by less than ``tol`` (relative) over the last
+            ``tol_window`` steps.
+        executor: a ``concurrent.futures.Executor`` evaluating the points of a step of a
+            non-vectorized ``fun`` in parallel (same values, same order as serial);
+            ``workers=N`` makes a thread pool of ``N``.
         options: further optimizer hyperparameters (e.g. ``beta1`` for ``zo-adam``).
 
     Returns:
-        a :class:`MinimizeResult`; ``nqueries`` counts every call of ``fun``.
+        a :class:`MinimizeResult` whose ``x``/``fun`` are the best iterate seen;
+        ``nqueries`` counts every call of ``fun``.
     """
-    check_x0(x0)
-    is_numpy = not isinstance(x0, torch.Tensor)
-    start = torch.as_tensor(np.asarray(x0, dtype=np.float64) if is_numpy else x0)
-    if start.dim() != 1 or start.numel() == 0:
-        raise ValueError(f"x0 must be a non-empty 1-D array, got shape {tuple(start.shape)}")
-    if not start.dtype.is_floating_point:
-        start = start.to(torch.float64)
-    if not bool(torch.isfinite(start).all()):
-        raise ValueError("x0 contains NaN or infinite entries")
-    optimizer = make(method, q=q, mu=mu, lr=lr, delta=delta, **options)
-    problem = FunctionProblem(fun, start.clone(), vectorized=vectorized,
-                              numpy_inputs=is_numpy)
-    result = run(optimizer, problem, steps, seed=seed, budget=budget, nonfinite=nonfinite)
-    x = result.x[0]
-    history = result.loss[:, 0].tolist()
-    return MinimizeResult(
-        x=x.numpy() if is_numpy else x, fun=history[-1], history=history,
-        nqueries=result.nqueries, stop_reason=result.stop_reason, run=result,
-    )
+    cfg = settings(method, x0, steps=steps, seed=seed, budget=budget, nonfinite=nonfinite,
+                   bounds=bounds, extra=MINIMIZE_KEYWORDS,
+                   hyperparameters={"q": q, "mu": mu, "lr": lr, "delta": delta, **options})
+    if executor is not None and workers is not None:
+        raise ValueError("give either executor= or workers=, not both")
+    if workers is not None and int(workers) < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    pool = ThreadPoolExecutor(int(workers)) if workers is not None else nullcontext(executor)
+    with pool as chosen:
+        problem = cfg.problem(fun, vectorized=vectorized, executor=chosen)
+        return solve(cfg, problem, observer(cfg, callback, tol, int(tol_window)))

@@ -8,6 +8,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from zol2l.cli_options import (
+    add_hyperparameter_options,
+    add_quiet,
+    grid_options,
+    parse_grid,
+    parse_ids,
+    tuned_choice,
+    user_hyperparameters,
+)
 from zol2l.experiments.backends import RayUnavailableError
 from zol2l.optimizers import available, get_class
 from zol2l.tasks import available_tasks, make_task
@@ -92,6 +101,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help=f"comma-separated optimizer names; available: {', '.join(available())}")
     p.add_argument("--instances", type=int, default=None,
                    help="use the first N instances of the split (default: all)")
+    p.add_argument("--ids", type=parse_ids, default=None,
+                   help="explicit instance ids (dataset indices for attacks), e.g. 3,17,42")
     p.add_argument("--trials", type=int, default=1, help="random trials per instance")
     p.add_argument("--steps", type=int, default=None,
                    help="iterations per run (default: the task's, 500 or 200 for attacks)")
@@ -102,31 +113,43 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--minibatch", type=int, default=None,
                    help="binary-classification: minibatch size b")
     p.add_argument("--out", required=True, type=Path, help="output directory")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(p)
+    add_hyperparameter_options(p)
     _add_attack_options(p)
     _add_backend_options(p)
 
 
 def _defaults(args: argparse.Namespace, task: Any) -> None:
+    args.q_source = "task default" if args.q is None else "user"
     args.q = task.default_q if args.q is None else args.q
     args.steps = task.default_steps if args.steps is None else args.steps
 
 
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The evaluate()/attack() keywords of --set/--checkpoint/--hparams/--ids/--q."""
+    tuned, source = tuned_choice(args.hparams)
+    return {"tuned": tuned, "tuned_source": source, "q_source": args.q_source,
+            "ids": args.ids}
+
+
+def _user(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, Any]]:
+    return user_hyperparameters([*args.sets, *args.checkpoints], names)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``zol2l evaluate``."""
-    from zol2l.experiments.evaluate import evaluate, read_hparams, write_json
+    from zol2l.experiments.evaluate import evaluate, write_json
     from zol2l.experiments.plots import plot_loss
 
     names = _optimizer_list(args.optimizers)
-    tuned = read_hparams(args.hparams) if args.hparams else {}
     task = _task(args)
     _defaults(args, task)
     with _backend(args) as backend:
         payload = evaluate(
-            task, {n: tuned.get(n, {}) | {"q": args.q} for n in names}, split=args.split,
+            task, _user(args, names), split=args.split,
             instances=args.instances, trials=args.trials, steps=args.steps, q=args.q,
             seed=args.seed, progress=not args.quiet, backend=backend,
-            workdir=args.out / "units", **_unit_options(args),
+            workdir=args.out / "units", **_settings(args), **_unit_options(args),
         )
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "results.json", payload)
@@ -145,12 +168,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     task = _task(args)
     _defaults(args, task)
+    names = _optimizer_list(args.optimizers)
     with _backend(args) as backend:
         payload = tune(
-            task, _optimizer_list(args.optimizers), instances=args.instances,
+            task, names, instances=args.instances, ids=args.ids,
             trials=args.trials, steps=args.steps, q=args.q, seed=args.seed,
-            progress=not args.quiet, backend=backend, workdir=args.out / "units",
-            **_unit_options(args),
+            fixed=user_hyperparameters([*args.sets, *args.checkpoints], names),
+            start=tuned_choice(args.hparams)[0], progress=not args.quiet, backend=backend,
+            workdir=args.out / "units",
+            **grid_options(args.grid), **_unit_options(args),
         )
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "hparams.json", payload)
@@ -164,18 +190,20 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_attack(args: argparse.Namespace) -> int:
     """``zol2l attack``."""
     from zol2l.experiments.attack import attack
-    from zol2l.experiments.evaluate import read_hparams
 
     args.task = f"{args.dataset}-attack"
-    names = _optimizer_list(args.optimizer)
-    tuned = read_hparams(args.hparams) if args.hparams else {}
+    names = _optimizer_list(args.optimizers)
     task = _task(args)
     _defaults(args, task)
+    noise = {"problem_options": {"init_noise": args.init_noise}} if args.init_noise else {}
     with _backend(args) as backend:
-        payload = attack(task, {n: tuned.get(n, {}) | {"q": args.q} for n in names}, args.out,
-                         images=args.images, trials=args.trials, steps=args.steps, q=args.q,
+        payload = attack(task, _user(args, names), args.out,
+                         images=args.images if args.images is not None
+                         else (None if args.ids else 10),
+                         trials=args.trials, steps=args.steps, q=args.q,
                          seed=args.seed, split=args.split, progress=not args.quiet,
-                         backend=backend, **_unit_options(args))
+                         backend=backend, **_settings(args), **noise,
+                         **_unit_options(args))
     for name, block in payload["optimizers"].items():
         iters = block["iters_to_success_mean"]
         print(f"{name:>14}: success {block['success_rate']:.0%}, final loss "
@@ -205,32 +233,40 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="compare optimizers on test instances of a task")
     _add_common(p)
     p.add_argument("--split", default="test", choices=("train", "test"))
-    p.add_argument("--hparams", type=Path, default=None,
-                   help="hyperparameter file written by `zol2l tune`")
     p.add_argument("--log", action="store_true", help="log-scale loss axis")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("attack", help="black-box adversarial attack on MNIST or CIFAR-10")
     p.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
-    p.add_argument("--optimizer", default="zo-adam",
-                   help=f"optimizer name(s), comma-separated; available: {', '.join(available())}")
-    p.add_argument("--images", type=int, default=10, help="number of images to attack")
+    p.add_argument("--optimizers", "--optimizer", dest="optimizers", default="zo-adam",
+                   help="optimizer names or NAME@LABEL labels, comma-separated; available: "
+                        f"{', '.join(available())}")
+    p.add_argument("--images", type=int, default=None,
+                   help="number of images to attack (default 10, or all of --ids)")
+    p.add_argument("--ids", type=parse_ids, default=None,
+                   help="dataset indices of the images to attack, e.g. 3,17,42")
+    p.add_argument("--init-noise", type=float, default=0.0, metavar="SIGMA",
+                   help="start from SIGMA * N(0, 1) instead of exactly x0 (the authors: 1e-4)")
     p.add_argument("--trials", type=int, default=1, help="random trials per image")
     p.add_argument("--steps", type=int, default=None, help="iterations (default 200)")
     p.add_argument("--q", type=int, default=None,
                    help="query directions (default 20 MNIST, 50 CIFAR-10)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split", default="test", choices=("train", "test"))
-    p.add_argument("--hparams", type=Path, default=None,
-                   help="hyperparameter file written by `zol2l tune`")
     p.add_argument("--out", required=True, type=Path, help="output directory")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(p)
+    add_hyperparameter_options(p)
     _add_attack_options(p)
     _add_backend_options(p)
     p.set_defaults(func=cmd_attack)
 
-    p = sub.add_parser("tune", help="tune baseline learning rates on training instances")
+    p = sub.add_parser("tune", help="tune learning rates (alpha for ZO-LSTM) on training "
+                                    "instances")
     _add_common(p)
+    p.add_argument("--grid", action="append", type=parse_grid, default=[],
+                   metavar="KEY=v1,v2,...",
+                   help="override a grid: coarse=..., refine=... or NAME.PARAM=... "
+                        "(e.g. zo-adam.beta1=0.9,0.99); repeatable")
     p.set_defaults(func=cmd_tune)
 
     for module in _command_modules():

@@ -30,8 +30,11 @@ def attack(
     seed: int = 0, split: str = "test", progress: bool = True, snapshots: int = 5,
     backend: Backend | str | None = None, resume: bool = False,
     instance_chunk: int | None = DEFAULT_INSTANCE_CHUNK, trial_chunk: int | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Attack the first ``images`` instances of ``split`` with each optimizer; writes
+    """Attack the first ``images`` instances of ``split`` (or the dataset indices ``ids=``)
+    with each optimizer; ``options`` go to :func:`~zol2l.experiments.evaluate.evaluate`
+    (``ids``, ``tuned``, ``tuned_source``, ``q_source``, ``problem_options``); writes
     ``results.json``, ``loss.png``, ``examples.png`` and ``adversarial.npz`` into ``out``.
     Finished work units are kept in ``out/units`` (``resume`` reuses them); ``backend`` and
     the chunk sizes are those of :func:`~zol2l.experiments.evaluate.evaluate`."""
@@ -41,9 +44,10 @@ def attack(
     payload = evaluate(
         task, optimizers, split=split, instances=images, trials=trials, steps=steps,
         q=task.default_q if q is None else q, seed=seed, progress=progress,
-        problem_options={"snapshot_every": max(1, steps // snapshots)}, keep=kept,
+        problem_options={"snapshot_every": max(1, steps // snapshots),
+                         **options.pop("problem_options", {})}, keep=kept,
         backend=backend, workdir=out / "units", resume=resume,
-        instance_chunk=instance_chunk, trial_chunk=trial_chunk,
+        instance_chunk=instance_chunk, trial_chunk=trial_chunk, **options,
     )
     write_json(out / "results.json", payload)
     plot_loss(payload, out / "loss.png", title=f"{task.name}: attack loss")

@@ -11,7 +11,9 @@ The JSON schema (stable; later versions add fields, never rename)::
                            "loss_std": [...], "final_loss_mean", "final_loss_std",
                            "final_loss": [one per (instance, trial), instance-major],
                            "queries_per_step": [one int per step], "total_queries",
-                           "seconds", "seconds_per_step"}}}
+                           "seconds", "seconds_per_step",
+                           "hyperparameter_sources": {KEY: "user" | "tuned:FILE" |
+                                                      "pretrained for TASK" | "default" | ...}}}}
 
 ``total_queries`` is per (instance, trial) run; ``loss_std`` is over the runs.  The runs are
 computed in work units (:mod:`zol2l.experiments.units`); an optimizer's ``seconds`` is the sum
@@ -120,9 +122,18 @@ def evaluate(
     trial_chunk: int | None = None,
     budget: int | None = None,
     allow_diverged: bool = False,
+    tuned: Mapping[str, Mapping[str, Any]] | str | None = "shipped",
+    tuned_source: str = "",
+    q_source: str = "run",
 ) -> dict[str, Any]:
-    """Evaluate each optimizer (name -> hyperparameters) on the first ``instances`` ids of
-    ``split`` (or on the explicit instance ``ids``); returns the ``results.json`` payload.
+    """Evaluate each optimizer (name or ``NAME@LABEL`` -> the user's hyperparameters) on the
+    first ``instances`` ids of ``split`` (or on the explicit instance ``ids``); returns the
+    ``results.json`` payload.
+
+    Hyperparameters the user leaves out come from ``tuned`` (default: the task's shipped
+    tuning file; ``None``: the optimizers' own defaults) and, for learned optimizers, the
+    task's shipped checkpoint (:func:`zol2l.experiments.defaults.resolve`); each block records
+    their ``hyperparameter_sources``.
 
     The work is split into units of ``instance_chunk`` instances x ``trial_chunk`` trials
     (``None``: all) per optimizer, run by ``backend`` (a :class:`Backend`, ``"local"``,
@@ -132,12 +143,18 @@ def evaluate(
     loss becomes non-finite is an error unless ``allow_diverged`` (``zol2l benchmark``
     records divergence as a result).  ``keep``, if
     given, receives each optimizer's merged run result and problem (figures, examples)."""
+    from zol2l.experiments.defaults import record_sources, resolve
+
     chosen = select_ids(task, split, instances, ids)
     options = dict(problem_options or {})
     ctx = RunContext(task, steps, options, budget=budget)
+    table, sources = resolve(task, list(optimizers), user=optimizers, tuned=tuned,
+                             tuned_source=tuned_source)
+    for label, hp in table.items():
+        sources[label].setdefault("q", "user" if "q" in hp else q_source)
     plan = {name: make_units(name, {"q": q, **hp}, chosen, trials=trials, seed=seed,
                              instance_chunk=instance_chunk, trial_chunk=trial_chunk)
-            for name, hp in optimizers.items()}
+            for name, hp in table.items()}
     start = time.perf_counter()
     with backend_scope(backend) as runner:
         outputs, stats = run_units(ctx, [u for us in plan.values() for u in us], runner,
@@ -160,7 +177,7 @@ def evaluate(
             blocks[name] = block(result, parts[0]["hyperparameters"], task, problem)
             if keep is not None:
                 keep[name] = (result, problem)  # type: ignore[assignment]
-    return {
+    payload = {
         "task": task.name, "task_options": task.describe(), "split": split, "steps": steps,
         "q": q, "instances": list(chosen), "trials": trials, "seed": seed,
         "device": task.describe().get("device", "cpu"), "seconds": time.perf_counter() - start,
@@ -168,6 +185,8 @@ def evaluate(
         "chunks": {"instances": instance_chunk, "trials": trial_chunk},
         "backend": {**info, **stats},
     }
+    record_sources(payload, sources)
+    return payload
 
 
 def read_hparams(path: str | os.PathLike) -> dict[str, dict[str, Any]]:

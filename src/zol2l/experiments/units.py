@@ -27,6 +27,7 @@ import torch
 
 from zol2l.loop import RunResult, run
 from zol2l.optimizers import make
+from zol2l.optimizers.registry import base_name
 from zol2l.tasks.base import TaskFamily
 
 #: instances per unit unless a run says otherwise
@@ -179,7 +180,7 @@ def execute(ctx: RunContext, unit: Unit,
     called after each step (progress)."""
     cpu = time.process_time()
     with torch_threads(ctx.threads):
-        optimizer = make(unit.optimizer, **unit.hyperparameters)
+        optimizer = make(base_name(unit.optimizer), **unit.hyperparameters)
         problem = ctx.task.problem(list(unit.ids), trials=unit.trials, seed=unit.seed,
                                    **ctx.problem_options)
         callback = None if tick is None else (lambda t, out, state: tick(t))

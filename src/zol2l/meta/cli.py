@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from zol2l.cli_options import add_quiet, parse_ids
 from zol2l.learned.rnn import SCHEMES
 from zol2l.meta.config import GRADS, QUERY_GRADS, STAGES, MetaConfig
 from zol2l.meta.objective import META_LOSSES
@@ -39,6 +40,15 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--task", required=True, help="task family, e.g. binary-classification")
     p.add_argument("--task-option", action="append", type=_option, default=[],
                    metavar="KEY=VALUE", help="task family option (JSON value), repeatable")
+    p.add_argument("--target", default=None,
+                   help="attack tasks: TorchScript / torch.export classifier (task option)")
+    p.add_argument("--box", choices=("tanh", "clamp"), default=None,
+                   help="attack tasks: the box parametrization (task option)")
+    p.add_argument("--outputs", choices=("logits", "log_probs"), default=None,
+                   help="attack tasks: what --target returns (task option)")
+    p.add_argument("--ids", type=parse_ids, default=None,
+                   help="training instance ids (default: the task's train split); the last "
+                        "--val-fraction of them is held out")
     p.add_argument("--stage", required=True, choices=STAGES)
     p.add_argument("--init", default=None,
                    help="stage-1 checkpoint (required for --stage query; warm start otherwise)")
@@ -85,7 +95,7 @@ def add_parser(subparsers: Any) -> None:
                         "(scale-free inputs, adapted step size; use --meta-loss eq4-log)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(p)
     p.set_defaults(func=cmd_meta_train)
 
 
@@ -94,7 +104,10 @@ def config_from_args(args: argparse.Namespace) -> MetaConfig:
     return MetaConfig(
         task=args.task, stage=args.stage, out=str(args.out), init=args.init,
         init_alpha=args.init_alpha,
-        task_options=dict(args.task_option), grad=args.grad, query_grad=args.query_grad,
+        task_options=dict(args.task_option) | {k: getattr(args, k) for k in
+                                               ("target", "box", "outputs")
+                                               if getattr(args, k) is not None},
+        ids=args.ids, grad=args.grad, query_grad=args.query_grad,
         meta_loss=args.meta_loss,
         epochs=args.epochs, runs_per_epoch=args.runs_per_epoch, steps=args.steps,
         unroll=args.unroll, lr=args.lr, batch=args.batch, q=args.q, mu=args.mu,

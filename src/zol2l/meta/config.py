@@ -58,6 +58,8 @@ class MetaConfig:
         scheme: ``"paper"`` (eq. 2 as published) or ``"scale-free"``
             (:mod:`zol2l.learned.scalefree`; pair it with ``meta_loss="eq4-log"``).
         seed: seeds weights, instance batches, directions and minibatches.
+        ids: training instance ids (``None``: the task's train split); the last
+            ``val_fraction`` of them is held out.
     """
 
     task: str
@@ -91,6 +93,7 @@ class MetaConfig:
     es_sigma: float = 0.02
     scheme: str = "paper"
     seed: int = 0
+    ids: list[int] | None = None
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -143,6 +146,8 @@ class MetaConfig:
             value = getattr(self, name)
             if value is not None:
                 parts += [f"--{name.replace('_', '-')}", str(value)]
+        if self.ids is not None:
+            parts += ["--ids", ",".join(str(int(i)) for i in self.ids)]
         if self.input_scale is not None:
             parts += ["--input-scale", ",".join(repr(float(s)) for s in self.input_scale)]
         return shlex.join(parts)

@@ -77,7 +77,8 @@ class MetaTrainer:
         self.cfg = config
         self.progress = progress
         self.task = make_task(config.task, **config.task_options)
-        ids = list(self.task.instance_ids("train"))
+        ids = ([int(i) for i in config.ids] if config.ids is not None
+               else list(self.task.instance_ids("train")))
         nval = max(1, round(len(ids) * config.val_fraction))
         if nval >= len(ids):
             raise ValueError(f"{len(ids)} train instances: too few to hold out {nval}")

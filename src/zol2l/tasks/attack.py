@@ -72,6 +72,15 @@ class AttackProblem(Problem):
         self._seen = 0
         self._cache: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None
 
+    def perturb_start(self, sigma: float, seed: int) -> None:
+        """Start at ``x0 + sigma N(0, 1)`` (seeded by ``seed``) instead of exactly ``x0``."""
+        if not float(sigma) >= 0.0:
+            raise ValueError(f"init_noise must be >= 0, got {sigma}")
+        if sigma:
+            gen = torch.Generator().manual_seed(int(seed))
+            noise = torch.randn(self.x0.shape, generator=gen, dtype=self.x0.dtype)
+            self.x0 = self.x0 + float(sigma) * noise.to(self.x0.device)
+
     # -------------------------------------------------------------- parametrization
     def upsample(self, points: torch.Tensor) -> torch.Tensor:
         """Bilinear resize of low-resolution perturbations ``[..., C * h * w]`` to the image
@@ -269,10 +278,12 @@ class AttackFamily(TaskFamily):
 
     def problem(self, ids: Sequence[int], trials: int = 1, seed: int = 0,
                 snapshot_every: int = 0, perturbation_size: Sequence[int] | None = None,
-                **options: Any) -> AttackProblem:
+                init_noise: float = 0.0, **options: Any) -> AttackProblem:
         """``len(ids) * trials`` attack rows.  ``snapshot_every``: keep row 0's image every
         that many iterations; ``perturbation_size=(h, w)``: optimize an ``h x w`` (per
-        channel) perturbation, bilinearly resized to the image (appendix C.1)."""
+        channel) perturbation, bilinearly resized to the image (appendix C.1);
+        ``init_noise=sigma``: start each row at ``x0 + sigma N(0, 1)`` (seeded by ``seed``;
+        the authors' code starts at ``1e-4 N(0, 1)``) instead of exactly ``x0``."""
         if trials < 1 or not len(ids):
             raise ValueError("need at least one image id and one trial")
         rows = [int(i) for i in ids for _ in range(trials)]
@@ -280,11 +291,13 @@ class AttackFamily(TaskFamily):
             if not 0 <= i < len(self.labels):
                 raise ValueError(f"image id {i} out of range [0, {len(self.labels)})")
         index = torch.tensor(rows, device=self.device)
-        return AttackProblem(self.target, self.images[index], self.labels[index], rows,
-                             [t for _ in ids for t in range(trials)], c=self.c, p=self.p,
-                             box=self.box, max_batch=self.max_batch,
-                             snapshot_every=snapshot_every,
-                             perturbation_size=perturbation_size)
+        problem = AttackProblem(self.target, self.images[index], self.labels[index], rows,
+                                [t for _ in ids for t in range(trials)], c=self.c, p=self.p,
+                                box=self.box, max_batch=self.max_batch,
+                                snapshot_every=snapshot_every,
+                                perturbation_size=perturbation_size)
+        problem.perturb_start(init_noise, seed)
+        return problem
 
     def summary(self, result: Any, problem: Problem) -> dict[str, Any]:
         """Attack metrics: success rate, iterations/queries to first success, distortions."""

@@ -49,6 +49,11 @@ class Problem(ABC):
         """Called by the loop before iteration ``t``: stochastic tasks draw their minibatch."""
         return None
 
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """The feasible point nearest ``x[B, dim]``: the loop projects every iterate with it
+        (the identity; a problem with bounds clips to its box)."""
+        return x
+
     def loss(self, x: torch.Tensor) -> torch.Tensor | None:
         """The reported loss of ``x[B, dim]`` (not counted as queries), or ``None`` to report
         the values the optimizer queried."""

@@ -43,7 +43,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--ray-address", default=None, help="address of a running Ray cluster")
     p.add_argument("--resume", action="store_true",
                    help="reuse the finished work units and trainings found under --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
+                   help="no progress bars")
     p.set_defaults(func=cmd_reproduce)
 
 
