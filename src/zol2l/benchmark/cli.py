@@ -45,7 +45,9 @@ def add_parser(subparsers: Any) -> None:
                    help="test instances per problem (default: 10; quick: 2)")
     p.add_argument("--no-binary", action="store_true",
                    help="leave out the held-out binary classification (d = 300)")
-    p.add_argument("--no-peers", action="store_true", help="leave out CMA-ES and NGOpt")
+    p.add_argument("--peers", default="cma-es,ngopt",
+                   help="comma-separated peers from other libraries, or 'none' "
+                        "(default: %(default)s; a peer whose library is missing is skipped)")
     p.add_argument("--q", type=int, default=20,
                    help="query directions of the ZO optimizers (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
@@ -79,11 +81,15 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             size = replace(size, **{field: value})
     if args.no_binary:
         size = replace(size, binary=False)
-    peers: list[str] = []
-    if not args.no_peers:
-        found = {name.split(":", 1)[1] for name in available_peers()}
-        peers = [label for label in ("cma-es", "ngopt") if label in found]
-        for label in sorted(set(PEERS) - set(peers)):
+    wanted = [] if args.peers.strip() == "none" else \
+        [p.strip() for p in args.peers.split(",") if p.strip()]
+    for label in wanted:
+        if label not in PEERS:
+            raise ValueError(f"--peers: unknown peer {label!r}; peers: {', '.join(PEERS)}")
+    found = {name.split(":", 1)[1] for name in available_peers()}
+    peers = [label for label in wanted if label in found]
+    for label in wanted:
+        if label not in found:
             print(f"zol2l benchmark: peer {label} skipped: its library is not installed "
                   "(pip install -e '.[peers]')")
     log = (lambda text: None) if args.quiet else print

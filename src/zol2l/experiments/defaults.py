@@ -72,6 +72,8 @@ def checkpoint_mismatches(spec: str, task: TaskFamily) -> list[str]:
             meta = json.loads(sidecar(resolve(spec, "update")).read_text())
         except (OSError, ValueError):
             return []
+    if not isinstance(meta, dict):
+        return []  # not a sidecar: loading the checkpoint reports it
     found = []
     if meta.get("task") and meta["task"] != task.name:
         found.append(f"task {meta['task']!r} (this run: {task.name!r})")
