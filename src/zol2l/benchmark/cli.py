@@ -34,7 +34,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--quick", action="store_true",
                    help="the small size (2 functions, d = 10, 2 instances, 100 d queries)")
     p.add_argument("--functions", type=_list(str), default=None,
-                   help="comma-separated bbob functions (default: all of the size)")
+                   help="comma-separated bbob functions, or 'none' (default: all of the size)")
     p.add_argument("--dims", type=_list(int), default=None,
                    help="comma-separated dimensions (default: 10,100,1000; quick: 10)")
     p.add_argument("--noises", type=_list(float), default=None,
@@ -78,7 +78,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                          ("noises", args.noises), ("budgets", args.budgets),
                          ("instances", args.instances)):
         if value is not None:
-            size = replace(size, **{field: value})
+            size = replace(size, **{field: () if value == ("none",) else value})
     if args.no_binary:
         size = replace(size, binary=False)
     wanted = [] if args.peers.strip() == "none" else \
