@@ -39,6 +39,8 @@ def main() -> None:
     parser.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--optimizer", default="zo-adam")
+    parser.add_argument("--checkpoint", default=None,
+                        help="zo-lstm's weights (default: pretrained:TASK)")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--max-batch", type=int, default=1024)
     parser.add_argument("--forward-steps", type=int, default=20)
@@ -65,8 +67,9 @@ def main() -> None:
     task.target = timed_target
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
-    hp = {"q": q, "checkpoint": f"pretrained:{task.name}"} if args.optimizer.startswith(
-        "zo-lstm") else {"q": q}
+    checkpoint = args.checkpoint or f"pretrained:{task.name}"
+    hp = {"q": q, "checkpoint": checkpoint} if args.optimizer.startswith("zo-lstm") \
+        else {"q": q}
     kept: dict = {}
     # one work unit (all images in one batch), run in this process through the harness
     payload = evaluate(task, {args.optimizer: hp}, ids=ids, trials=1, steps=args.steps, q=q,
@@ -95,7 +98,8 @@ def main() -> None:
     forward_seconds = forward_step * args.steps
     payload = {
         "dataset": args.dataset, "images": len(ids), "trials": 1, "steps": args.steps, "q": q,
-        "optimizer": args.optimizer, "max_batch": args.max_batch, "device": str(device),
+        "optimizer": args.optimizer, "hyperparameters": hp, "max_batch": args.max_batch,
+        "device": str(device),
         "machine": torch.cuda.get_device_name() if device.type == "cuda" else
         (platform.processor() or platform.machine()), "threads": UNIT_THREADS,
         "attack_seconds": attack_seconds, "bare_forward_seconds": forward_seconds,

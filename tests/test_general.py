@@ -191,3 +191,30 @@ def test_noisy_problem_reports_the_noiseless_loss() -> None:
     assert bool(((rel_std > 0.05) & (rel_std < 0.2)).all())
     torch.testing.assert_close(problem.loss(problem.x0), problem.f0)
     assert math.isfinite(float(values.mean()))
+
+
+def test_scale_free_meta_training_with_es_runs_and_reloads(tmp_path) -> None:
+    from zol2l.meta.config import MetaConfig
+    from zol2l.meta.trainer import MetaTrainer
+
+    def config(stage: str, out: str, init: str | None = None) -> MetaConfig:
+        return MetaConfig(task="rotated-quadratic", stage=stage, out=str(tmp_path / out),
+                          init=init, task_options={"dim": 8}, scheme="scale-free",
+                          meta_loss="eq4-log", meta_grad="es", es_pairs=2, epochs=1,
+                          runs_per_epoch=2, steps=12, batch=2, q=4, lr=0.05)
+
+    trainer = MetaTrainer(config("update", "u"), progress=False)
+    before = [p.detach().clone() for p in trainer.trainable.parameters()]
+    summary = trainer.fit()
+    assert summary["meta_steps"] == 2 and summary["finished"]
+    after = list(trainer.trainable.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert float(before[-1].abs().max()) == 0.0  # the head starts at zero: the scheme itself
+    ckpt = load_checkpoint(summary["checkpoint"], "update")
+    assert isinstance(ckpt.modules["update"], ScaleFreeUpdateRNN)
+    stage2 = MetaTrainer(config("query", "q", summary["checkpoint"]), progress=False).fit()
+    opt = make("zo-lstm", checkpoint=stage2["checkpoint"], q=4)
+    assert opt.scale_free and opt.query_rnn is not None
+    problem = make_task("rotated-quadratic", dim=8).problem([0, 1], seed=0)
+    result = run(opt, problem, 20, seed=0)
+    assert result.queries == [7] * 20 and bool(torch.isfinite(result.loss).all())

@@ -43,6 +43,9 @@ def add_parser(subparsers: Any) -> None:
                    help="budgets as multiples of d (default: 100,1000; quick: 100)")
     p.add_argument("--instances", type=int, default=None,
                    help="test instances per problem (default: 10; quick: 2)")
+    p.add_argument("--tune-instances", type=int, default=None,
+                   help="training instances per function for the tuned ZO-ADAM "
+                        "(default: all of the split, 5)")
     p.add_argument("--no-binary", action="store_true",
                    help="leave out the held-out binary classification (d = 300)")
     p.add_argument("--peers", default="cma-es,ngopt",
@@ -95,7 +98,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     log = (lambda text: None) if args.quiet else print
     with make_backend(args.backend, address=args.ray_address) as backend:
         ctx = {"q": args.q, "seed": args.seed, "backend": backend, "resume": args.resume,
-               "instance_chunk": args.instance_chunk, "tune_instances": None}
+               "instance_chunk": args.instance_chunk,
+               "tune_instances": args.tune_instances}
         payload = run_suite(size, ctx, peers=peers, workdir=args.out, log=log)
     payload["wins"] = wins(payload)
     payload["quality_bar"] = quality_bar(payload)

@@ -74,6 +74,8 @@ def checkpoint_mismatches(spec: str, task: TaskFamily) -> list[str]:
             return []
     if not isinstance(meta, dict):
         return []  # not a sidecar: loading the checkpoint reports it
+    if meta.get("task") == "mixture":
+        return []  # a general optimizer (meta-trained on a mixture of tasks) fits any task
     found = []
     if meta.get("task") and meta["task"] != task.name:
         found.append(f"task {meta['task']!r} (this run: {task.name!r})")
