@@ -9,7 +9,8 @@ Usage:
 Runs through ``evaluate`` (the one loop, work units): every baseline with the
 hyperparameters of ``src/zol2l/tuned/TASK.json`` (chosen by ``zol2l tune`` on training
 instances), ``zo-lstm`` with ``pretrained:TASK`` and ``zo-lstm`` with ``pretrained:general``
-and nothing else set.  Writes each one's mean final loss with its standard error and the
+and nothing else set, every one with the same query budget (``steps * (q + 1)``).  Writes
+each one's mean final loss with its standard error and the
 paired difference to the general optimizer over the same (instance, trial) rows, and the bar:
 general within 5% of the task-specific ZO-LSTM and below every tuned baseline.
 """
@@ -49,6 +50,9 @@ def main() -> None:
     runs = {name: (name, {**hp}) for name, hp in tuned.items()}
     runs["zo-lstm"] = ("zo-lstm", {"checkpoint": f"pretrained:{args.task}"})
     runs["general"] = ("zo-lstm", {"checkpoint": "pretrained:general"})
+    # equal budgets: every optimizer gets the queries of `steps` eq. 1 steps (q + 1 each);
+    # the general optimizer spends q + 3 per step, so it takes fewer steps
+    budget = steps * (task.default_q + 1)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="general-paper-"))
     start = time.perf_counter()
     finals: dict[str, np.ndarray] = {}
@@ -57,7 +61,7 @@ def main() -> None:
             q = int(hp.pop("q", task.default_q))
             payload = evaluate(task, {name: hp}, instances=args.instances, trials=args.trials,
                                steps=steps, q=q, progress=False, backend=backend,
-                               workdir=workdir / label, resume=True)
+                               workdir=workdir / label, resume=True, budget=budget)
             finals[label] = np.asarray(payload["optimizers"][name]["final_loss"])
             print(label, float(finals[label].mean()), flush=True)
     ref = finals["general"]
@@ -73,7 +77,7 @@ def main() -> None:
     bar = {"within_5pct_of_task_zo_lstm": general <= 1.05 * rows["zo-lstm"]["final_loss_mean"],
            "below_every_tuned_baseline": general < min(baselines)}
     result = {"task": args.task, "instances": args.instances, "trials": args.trials,
-              "steps": steps, "optimizers": rows, "bar": bar,
+              "steps": steps, "budget": budget, "optimizers": rows, "bar": bar,
               "seconds": time.perf_counter() - start}
     print(bar)
     if args.out:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import math
-import shutil
 
 import numpy as np
 import pytest
 import torch
 
 import zol2l
-from zol2l.learned import CheckpointError, load_checkpoint
-from zol2l.learned.checkpoint import PRETRAINED_DIR, sha256_file
+from zol2l.learned import load_checkpoint
+from zol2l.learned.checkpoint import PRETRAINED_DIR
 from zol2l.learned.scalefree import ScaleFreeUpdateRNN, SchemeConstants
 from zol2l.loop import run
 from zol2l.optimizers import make
@@ -105,26 +104,14 @@ def test_general_is_the_default_checkpoint_and_verified() -> None:
     hp = opt.hyperparameters()
     assert hp["checkpoint"] == GENERAL and hp["scheme"] == "scale-free"
     assert opt.queries_at(0) == opt.q + 3
+    # sha256 and a corrupt copy: test_lstm.py's tests over every shipped checkpoint
     for stage in ("update", "query"):
         ckpt = load_checkpoint(GENERAL, stage)
-        path = PRETRAINED_DIR / f"general-{stage}.safetensors"
-        assert ckpt.metadata["sha256"] == sha256_file(path)
+        assert (PRETRAINED_DIR / f"general-{stage}.safetensors").exists()
         assert isinstance(ckpt.modules["update"], ScaleFreeUpdateRNN)
         assert ckpt.metadata["task"] == "mixture" and ckpt.metadata["config"]["scheme"] == \
             "scale-free"
     assert "query" in load_checkpoint(GENERAL, "query").modules
-
-
-def test_a_corrupt_general_checkpoint_is_refused(tmp_path) -> None:
-    path = PRETRAINED_DIR / "general-query.safetensors"
-    bad = tmp_path / path.name
-    shutil.copy(path, bad)
-    shutil.copy(path.with_suffix(".json"), bad.with_suffix(".json"))
-    raw = bytearray(bad.read_bytes())
-    raw[len(raw) // 2] ^= 0x01
-    bad.write_bytes(bytes(raw))
-    with pytest.raises(CheckpointError, match="corrupt"):
-        load_checkpoint(bad)
 
 
 def test_scheme_constants_round_trip_and_refuse_unknown_keys() -> None:
