@@ -197,6 +197,9 @@ def run(
             stop_reason = stop if isinstance(stop, str) else \
                 f"stopped by the callback after {t + 1} steps"
             break
+    # the optimizer's answer: its last iterate, or the point it accepted (the scale-free
+    # ZO-LSTM's last iterate is a proposal it has not evaluated yet)
+    x = problem.project(optimizer.recommend(x, state))
     final = problem.loss(x)
     if final is None:
         oracle.iteration = len(queries)

@@ -138,6 +138,7 @@ class ScaleFreeState:
         path: ``[B, d]`` cumulative path of the normalized estimates.
         noise_sq: ``[B]`` estimated evaluation-noise variance.
         log_mu_factor: ``[B]`` log of ``mu / (k_mu sigma)`` (at least 0).
+        accepted: ``[B]`` whether the last step was accepted.
         update_hidden, query_hidden: the LSTMs' states.
         t: steps taken.
     """
@@ -154,13 +155,14 @@ class ScaleFreeState:
     path: torch.Tensor
     noise_sq: torch.Tensor
     log_mu_factor: torch.Tensor
+    accepted: torch.Tensor
     update_hidden: Hidden | None = None
     query_hidden: Hidden | None = None
     t: int = 0
 
     tensors: ClassVar[tuple[str, ...]] = ("log_sigma", "v", "m", "x_base", "f_base", "df_sq",
                                           "success", "prev_n", "prev_step", "path", "noise_sq",
-                                          "log_mu_factor")
+                                          "log_mu_factor", "accepted")
 
     @classmethod
     def initial(cls, x: torch.Tensor, constants: SchemeConstants, scale: float = 1.0
@@ -175,6 +177,7 @@ class ScaleFreeState:
             df_sq=row.clone(), success=torch.full_like(row, constants.success_target),
             prev_n=zeros.clone(), prev_step=zeros.clone(), path=zeros.clone(),
             noise_sq=row.clone(), log_mu_factor=row.clone(),
+            accepted=torch.ones(x.shape[0], dtype=torch.bool, device=x.device),
         )
 
     def detach(self) -> None:
@@ -233,6 +236,7 @@ def observe(state: ScaleFreeState, fx: torch.Tensor, f_again: torch.Tensor,
     c, p = constants.rate, constants.success_target
     state.log_sigma = state.log_sigma + torch.where(first, torch.zeros_like(won), c * (won - p))
     state.success = torch.where(first, state.success, 0.8 * state.success + 0.2 * won)
+    state.accepted = success | first
     keep = (success | first | (constants.revert == 0))[:, None]
     x_base = torch.where(keep, x, state.x_base)
     state.f_base = torch.where(keep[:, 0], fx, f_base)
@@ -254,11 +258,16 @@ def normalized_estimate(state: ScaleFreeState, grad: torch.Tensor,
     if constants.path_weight > 0:
         # cumulative step-size adaptation on the normalized estimates: the squared path
         # length per coordinate is 1 for independent estimates, more when they agree
+        # (only after an accepted step: a step taken back is not on the path, and a run of
+        # failures must not grow sigma)
         cs = constants.path_rate
         unit = n / n.square().mean(dim=1, keepdim=True).sqrt().clamp_min(1e-30)
-        state.path = (1.0 - cs) * state.path + math.sqrt(cs * (2.0 - cs)) * unit.detach()
+        path = (1.0 - cs) * state.path + math.sqrt(cs * (2.0 - cs)) * unit.detach()
+        state.path = torch.where(state.accepted[:, None], path, state.path)
         length = state.path.square().mean(dim=1)
-        state.log_sigma = state.log_sigma + cs * constants.path_weight * (length - 1.0)
+        grow = cs * constants.path_weight * (length - 1.0)
+        state.log_sigma = state.log_sigma + torch.where(state.accepted, grow,
+                                                        torch.zeros_like(grow))
     return n
 
 

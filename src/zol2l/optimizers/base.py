@@ -97,6 +97,10 @@ class ZOOptimizer(ABC):
         return self.q + 1
 
     # ----------------------------------------------------------------- stepping
+    def recommend(self, x: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
+        """The points the run returns after its last step (default: the last iterate)."""
+        return x
+
     def init_state(self, x: torch.Tensor) -> dict[str, Any]:
         """Fresh optimizer state for the points ``x[B, d]``."""
         return {}

@@ -139,6 +139,13 @@ class LearnedZO(ZOOptimizer):
                 module.to(x.device)  # the RNNs run where the iterate lives (e.g. --device cuda)
         return {}
 
+    def recommend(self, x: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
+        """The scale-free scheme returns its last accepted point: its last iterate is a
+        proposal that no query has judged yet."""
+        if self.scale_free and "scale_free" in state:
+            return state["scale_free"].x_base.detach()
+        return x
+
     def queries_at(self, t: int) -> int:
         """``q + 1``; ``q + 3`` for the scale-free scheme (see
         :mod:`zol2l.optimizers.scale_free`)."""
