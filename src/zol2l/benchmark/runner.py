@@ -1,11 +1,11 @@
 """Running the held-out suite (:mod:`zol2l.benchmark.suite`) and measuring it.
 
-Every (problem, optimizer) pair runs through :func:`zol2l.experiments.evaluate.evaluate`:
+Every (problem, optimizer, budget) runs through :func:`zol2l.experiments.evaluate.evaluate`:
 work units (``--backend ray``, ``--resume``), the one loop, the one oracle, the budget
-enforced by the loop.  Each pair runs once at the largest budget; a smaller budget's numbers
-are read from the prefix of that history (the optimizers do not know their budget), except
-for the budget-aware peers (:data:`~zol2l.benchmark.suite.BUDGET_AWARE`), which run once per
-budget.
+enforced by the loop.  Each budget is a run of its own, ending with the optimizer's answer
+(:meth:`~zol2l.optimizers.base.ZOOptimizer.recommend`; a prefix of a longer run would end
+on an iterate the optimizer has not judged yet); the budget-aware peers
+(:data:`~zol2l.benchmark.suite.BUDGET_AWARE`) are told it.
 
 Metrics per run (relative to the run's initial loss ``f(x_0)``, the reported noiseless
 value): the final value, the best value, and the queries spent when the best value first
@@ -150,20 +150,16 @@ def run_suite(size: Size, ctx: Mapping[str, Any], *, peers: list[str],
                                  "task": problem.task, "options": problem.options,
                                  "budgets": {}}
         chosen = optimizer_set(problem, top * problem.dim, tuned.get(key), peers)
-        histories: dict[str, RunResult] = {}
         for factor in sorted(size.budgets, reverse=True):
             budget = factor * problem.dim
             table = {}
             for label, (name, hp) in chosen.items():
-                aware = label in BUDGET_AWARE
-                if label not in histories or aware:
-                    hp = {**hp, "budget": budget} if aware else hp
-                    where = None if workdir is None else \
-                        workdir / "units" / problem.key() / (f"{label}-b{factor}" if aware
-                                                              else label)
-                    histories[label] = _run(problem, name, hp, budget, "test", size.instances,
-                                            ctx, where)
-                table[label] = summarize(run_metrics(histories[label], budget))
+                hp = {**hp, "budget": budget} if label in BUDGET_AWARE else hp
+                where = None if workdir is None else \
+                    workdir / "units" / problem.key() / (label if factor == top
+                                                          else f"{label}-b{factor}")
+                history = _run(problem, name, hp, budget, "test", size.instances, ctx, where)
+                table[label] = summarize(run_metrics(history, budget))
             entry["budgets"][str(factor)] = table
         blocks.append(entry)
         scores = {k: v["score"] for k, v in entry["budgets"][str(top)].items()}
