@@ -3,7 +3,9 @@
 **Held out.**  The general ZO-LSTM is meta-trained on :data:`zol2l.tasks.mixture.
 GENERAL_MEMBERS` (random rotated quadratics, least-squares and logistic regression, binary
 classification at d <= 200).  This suite never enters meta-training nor the choice of the
-scheme's constants (``bench/general_scheme.py`` measures those on the mixture):
+scheme's constants (``bench/general_scheme.py`` measures those on the mixture; one safety
+fix, the path-length rule growing the step only after accepted steps, was prompted by a first
+run of this suite and is stated in ``docs/general.md``):
 
 * every ``bbob`` function (:data:`zol2l.tasks.bbob.BBOB_FUNCTIONS`) on its TEST ids, at each
   dimension, deterministic and with relative evaluation noise :data:`NOISE`;
