@@ -64,11 +64,14 @@ class Estimate:
         grad: ``[B, d]`` estimated gradients.
         fx: ``[B]`` values ``f(x)`` queried at the current points.
         queries: queries per problem spent on this estimate.
+        values: ``[B, queries]`` every value of the call (``f(x)``, the directions', then
+            those of any ``extra`` points).
     """
 
     grad: torch.Tensor
     fx: torch.Tensor
     queries: int
+    values: torch.Tensor | None = None
 
 
 def check_mu(mu: float) -> float:
@@ -159,6 +162,7 @@ def gaussian(
     guide: torch.Tensor | None = None,
     alpha: float = 0.5,
     antithetic: bool = False,
+    extra: torch.Tensor | None = None,
 ) -> Estimate:
     """Random-direction gradient estimate (eq. 1; central variant with ``antithetic``).
 
@@ -170,6 +174,8 @@ def gaussian(
         generator: source of the random directions.
         std, guide, alpha: the sampling distribution (see :func:`sample_directions`).
         antithetic: use ``x +- mu u`` (``2q + 1`` queries) instead of ``x + mu u`` (``q + 1``).
+        extra: ``[B, k, d]`` further points to query in the same oracle call (their values
+            end ``Estimate.values``; the scale-free ZO-LSTM's repeated points).
     """
     q = check_q(q)
     if isinstance(mu, torch.Tensor):  # one smoothing per problem (the scale-free ZO-LSTM)
@@ -184,13 +190,15 @@ def gaussian(
     )
     plus = x[:, None, :] + mu_u * u
     parts = [x[:, None, :], plus] + ([x[:, None, :] - mu_u * u] if antithetic else [])
+    if extra is not None:
+        parts.append(extra.to(x.dtype))
     values = oracle(torch.cat(parts, dim=1))
     fx = values[:, 0]
     if antithetic:
-        diffs = (values[:, 1 : q + 1] - values[:, q + 1 :]) / (2.0 * mu_d)
+        diffs = (values[:, 1 : q + 1] - values[:, q + 1 : 2 * q + 1]) / (2.0 * mu_d)
     else:
-        diffs = (values[:, 1:] - fx[:, None]) / mu_d
-    return Estimate(directional_average(diffs, u), fx, values.shape[1])
+        diffs = (values[:, 1 : q + 1] - fx[:, None]) / mu_d
+    return Estimate(directional_average(diffs, u), fx, values.shape[1], values)
 
 
 def coordinatewise(oracle: Oracle, x: torch.Tensor, mu: float) -> Estimate:

@@ -61,7 +61,6 @@ class SchemeConstants:
         clip: the normalized estimate is clipped to ``[-clip, clip]``.
         path_rate: ``c_s`` of the cumulative path of the normalized estimates (CSA).
         path_weight: ``1 / damping`` of the path-length rule (0: off).
-        revert: take a failed step back (1) or not (0).
         noise_ratio: ``mu`` grows while the estimated noise exceeds this fraction of the
             finite differences' RMS, else shrinks back.
         mu_adapt: log-change of ``mu_factor`` per step.
@@ -77,7 +76,6 @@ class SchemeConstants:
     clip: float = 5.0
     path_rate: float = 0.1
     path_weight: float = 1.0
-    revert: float = 1.0
     noise_ratio: float = 0.2
     mu_adapt: float = 0.2
 
@@ -138,7 +136,6 @@ class ScaleFreeState:
         path: ``[B, d]`` cumulative path of the normalized estimates.
         noise_sq: ``[B]`` estimated evaluation-noise variance.
         log_mu_factor: ``[B]`` log of ``mu / (k_mu sigma)`` (at least 0).
-        accepted: ``[B]`` whether the last step was accepted.
         update_hidden, query_hidden: the LSTMs' states.
         t: steps taken.
     """
@@ -155,14 +152,13 @@ class ScaleFreeState:
     path: torch.Tensor
     noise_sq: torch.Tensor
     log_mu_factor: torch.Tensor
-    accepted: torch.Tensor
     update_hidden: Hidden | None = None
     query_hidden: Hidden | None = None
     t: int = 0
 
     tensors: ClassVar[tuple[str, ...]] = ("log_sigma", "v", "m", "x_base", "f_base", "df_sq",
                                           "success", "prev_n", "prev_step", "path", "noise_sq",
-                                          "log_mu_factor", "accepted")
+                                          "log_mu_factor")
 
     @classmethod
     def initial(cls, x: torch.Tensor, constants: SchemeConstants, scale: float = 1.0
@@ -177,7 +173,6 @@ class ScaleFreeState:
             df_sq=row.clone(), success=torch.full_like(row, constants.success_target),
             prev_n=zeros.clone(), prev_step=zeros.clone(), path=zeros.clone(),
             noise_sq=row.clone(), log_mu_factor=row.clone(),
-            accepted=torch.ones(x.shape[0], dtype=torch.bool, device=x.device),
         )
 
     def detach(self) -> None:
@@ -201,7 +196,7 @@ class ScaleFreeState:
 
 def observe(state: ScaleFreeState, fx: torch.Tensor, f_again: torch.Tensor,
             f_base: torch.Tensor, x: torch.Tensor, diffs: torch.Tensor,
-            constants: SchemeConstants) -> tuple[torch.Tensor, torch.Tensor]:
+            constants: SchemeConstants) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Account for the values queried at the start of a step, all in one oracle call.
 
     ``fx = f(x_t)``, ``f_again`` (``x_t`` queried a second time) and ``f_base`` (the
@@ -210,8 +205,9 @@ def observe(state: ScaleFreeState, fx: torch.Tensor, f_again: torch.Tensor,
     evaluation noise ``sigma_noise``.  When that noise is not small against the step's finite
     differences ``diffs`` (``[B, q]``), ``mu`` grows (``mu_factor``, up to ``mu = sigma``),
     else it shrinks back to ``k_mu sigma``.  Updates ``sigma`` by the success rule and returns
-    ``(x_base, r_t)``: the point the step starts from (``x_t`` after a success, the last
-    accepted point after a failure when ``revert``) and the squashed relative change.
+    ``(x_base, r_t, accepted)``: the point the step starts from (``x_t`` after a success, the
+    last accepted point after a failure), the squashed relative change, and whether the last
+    step was accepted.
     """
     fx, f_again, f_base = fx.detach(), f_again.detach(), f_base.detach()
     first = torch.isnan(state.f_base)
@@ -236,17 +232,17 @@ def observe(state: ScaleFreeState, fx: torch.Tensor, f_again: torch.Tensor,
     c, p = constants.rate, constants.success_target
     state.log_sigma = state.log_sigma + torch.where(first, torch.zeros_like(won), c * (won - p))
     state.success = torch.where(first, state.success, 0.8 * state.success + 0.2 * won)
-    state.accepted = success | first
-    keep = (success | first | (constants.revert == 0))[:, None]
-    x_base = torch.where(keep, x, state.x_base)
-    state.f_base = torch.where(keep[:, 0], fx, f_base)
-    return x_base, r
+    accepted = success | first
+    x_base = torch.where(accepted[:, None], x, state.x_base)
+    state.f_base = torch.where(accepted, fx, f_base)
+    return x_base, r, accepted
 
 
-def normalized_estimate(state: ScaleFreeState, grad: torch.Tensor,
+def normalized_estimate(state: ScaleFreeState, grad: torch.Tensor, accepted: torch.Tensor,
                         constants: SchemeConstants) -> torch.Tensor:
     """``n_t = clip(g_t / sqrt(v_t))`` with the bias-corrected second moment (updates ``v``
-    and ``m``); invariant to the scale of ``g``."""
+    and ``m``, and after an ``accepted`` step the path and ``sigma``); invariant to the scale
+    of ``g``."""
     b2 = constants.beta2
     state.v = b2 * state.v + (1.0 - b2) * grad.detach().square()
     vhat = state.v / (1.0 - b2 ** (state.t + 1))
@@ -263,17 +259,15 @@ def normalized_estimate(state: ScaleFreeState, grad: torch.Tensor,
         cs = constants.path_rate
         unit = n / n.square().mean(dim=1, keepdim=True).sqrt().clamp_min(1e-30)
         path = (1.0 - cs) * state.path + math.sqrt(cs * (2.0 - cs)) * unit.detach()
-        state.path = torch.where(state.accepted[:, None], path, state.path)
+        state.path = torch.where(accepted[:, None], path, state.path)
         length = state.path.square().mean(dim=1)
         grow = cs * constants.path_weight * (length - 1.0)
-        state.log_sigma = state.log_sigma + torch.where(state.accepted, grow,
-                                                        torch.zeros_like(grow))
+        state.log_sigma = state.log_sigma + torch.where(accepted, grow, torch.zeros_like(grow))
     return n
 
 
-def features(state: ScaleFreeState, n: torch.Tensor, r: torch.Tensor,
+def features(state: ScaleFreeState, n: torch.Tensor, mhat: torch.Tensor, r: torch.Tensor,
              constants: SchemeConstants) -> torch.Tensor:
-    """The UpdateRNN's inputs ``[4, B, d]``."""
-    mhat = state.m / (1.0 - constants.beta1 ** (state.t + 1))
+    """The UpdateRNN's inputs ``[4, B, d]`` (``mhat``: the bias-corrected running mean)."""
     rows = torch.stack([r, state.success - constants.success_target])  # [2, B]
     return torch.cat([torch.stack([n, mhat]), rows[:, :, None].expand(-1, -1, n.shape[1])])

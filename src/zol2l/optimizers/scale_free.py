@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from zol2l.estimators import directional_average, sample_directions
+from zol2l.estimators import gaussian
 from zol2l.learned.rnn import mix_and_normalize
 from zol2l.learned.scalefree import (
     ScaleFreeState,
@@ -51,19 +51,18 @@ def scale_free_step(opt: LearnedZO, oracle: Oracle, x: torch.Tensor, state: dict
         extras["std_pred"], extras["std"] = raw, std
     guide = opt.guide(state) if opt.sampling == "guided" else None
     mu = sf.mu(const)
-    u = sample_directions((x.shape[0], opt.q, x.shape[1]), gen, dtype=x.dtype,
-                          device=x.device, std=std, guide=guide, alpha=opt.guide_alpha)
-    base = x.detach()[:, None, :]
-    values = oracle(torch.cat([base, base + mu[:, None, None] * u, base,
-                               sf.x_base.detach()[:, None, :]], dim=1))
-    fx = values[:, 0]
-    diffs = values[:, 1:-2] - fx[:, None]
-    grad = directional_average(diffs / mu[:, None], u)
-    x_base, r = observe(sf, fx, values[:, -2], values[:, -1], x, diffs, const)
-    n = normalized_estimate(sf, grad, const)
-    out, sf.update_hidden = rnn(features(sf, n, r, const), sf.update_hidden)
-    sf.log_sigma = sf.log_sigma + const.vote_scale * torch.tanh(out[1].mean(dim=1))
+    again = torch.stack([x.detach(), sf.x_base.detach()], dim=1)  # f(x) again, accepted point
+    est = gaussian(oracle, x.detach(), opt.q, mu, gen, std=std, guide=guide,
+                   alpha=opt.guide_alpha, extra=again)
+    assert est.values is not None
+    fx, grad = est.fx, est.grad
+    diffs = est.values[:, 1 : opt.q + 1] - fx[:, None]
+    x_base, r, accepted = observe(sf, fx, est.values[:, -2], est.values[:, -1], x, diffs,
+                                  const)
+    n = normalized_estimate(sf, grad, accepted, const)
     mhat = sf.m / (1.0 - const.beta1 ** (sf.t + 1))
+    out, sf.update_hidden = rnn(features(sf, n, mhat, r, const), sf.update_hidden)
+    sf.log_sigma = sf.log_sigma + const.vote_scale * torch.tanh(out[1].mean(dim=1))
     direction = out[0] - mhat
     x_new = x_base + sf.sigma[:, None] * direction
     sf.x_base = x_base

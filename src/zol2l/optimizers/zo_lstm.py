@@ -126,8 +126,9 @@ class LearnedZO(ZOOptimizer):
         if self.sampling == "query":
             hp["p_query"] = self.p_query
         hp["checkpoint"] = self.checkpoint
-        if self.scale_free:
+        if self.scale_free:  # the scheme sets mu itself (from its step and the noise)
             hp["scheme"] = "scale-free"
+            hp.pop("mu", None)
         if self.checkpoint_sha256 is not None:
             hp["checkpoint_sha256"] = self.checkpoint_sha256
         return hp

@@ -30,6 +30,8 @@ class Problem(ABC):
     trials: list[int]
     #: whether :meth:`loss` reports a loss of its own (else the loop reports queried values)
     reports_loss: ClassVar[bool] = False
+    #: the ``q`` its runs use in meta-training, when the batch says (a mixture member's)
+    suggested_q: int | None = None
 
     @property
     def dim(self) -> int:
@@ -111,3 +113,26 @@ def check_split(split: str) -> str:
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     return split
+
+
+class SplitFamily(TaskFamily):
+    """A family of ``instances`` seeded ids: ``0 .. train - 1`` train, the rest test; the rows
+    of a batch are instance-major (:meth:`rows`)."""
+
+    instances: int = 100
+    train: int = 90
+
+    def instance_ids(self, split: str) -> list[int]:
+        check_split(split)
+        ids = range(self.instances)
+        return list(ids[: self.train] if split == "train" else ids[self.train:])
+
+    def rows(self, ids: Sequence[int], trials: int) -> list[tuple[int, int]]:
+        """``(instance id, trial)`` of every row, checked."""
+        if trials < 1 or not len(ids):
+            raise ValueError("need at least one instance id and one trial")
+        out = [(int(i), t) for i in ids for t in range(trials)]
+        for i, _ in out:
+            if not 0 <= i < self.instances:
+                raise ValueError(f"instance id {i} out of range [0, {self.instances})")
+        return out

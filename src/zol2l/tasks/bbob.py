@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from zol2l.tasks.analytic import FUNCTIONS, AnalyticProblem, make_transform, stack_transforms
-from zol2l.tasks.base import TaskFamily, check_split
+from zol2l.tasks.base import SplitFamily
 from zol2l.tasks.registry import register_task
 
 #: the held-out functions of the benchmark (``quadratic`` is the training family's)
@@ -32,7 +32,7 @@ def seeded(*keys: int) -> torch.Generator:
 
 
 @register_task
-class BBOBFamily(TaskFamily):
+class BBOBFamily(SplitFamily):
     """One BBOB-style function at one dimension and noise level.
 
     Args:
@@ -62,20 +62,11 @@ class BBOBFamily(TaskFamily):
                 "noise": self.noise, "instances": self.instances, "train": self.train,
                 "seed": self.seed}
 
-    def instance_ids(self, split: str) -> list[int]:
-        check_split(split)
-        ids = range(self.instances)
-        return list(ids[: self.train] if split == "train" else ids[self.train:])
-
     def problem(self, ids: Sequence[int], trials: int = 1, seed: int = 0,
                 **options: Any) -> AnalyticProblem:
-        if trials < 1 or not len(ids):
-            raise ValueError("need at least one instance id and one trial")
-        rows = [(int(i), t) for i in ids for t in range(trials)]
+        rows = self.rows(ids, trials)
         parts = []
         for i, _ in rows:
-            if not 0 <= i < self.instances:
-                raise ValueError(f"instance id {i} out of range [0, {self.instances})")
             gen = seeded(self.seed, BBOB_FUNCTIONS.index(self.function), self.dim, i)
             xscale = 10.0 ** (2.0 * float(torch.rand((), generator=gen)) - 1.0)
             fscale = 10.0 ** (4.0 * float(torch.rand((), generator=gen)) - 2.0)

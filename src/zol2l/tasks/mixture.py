@@ -101,7 +101,7 @@ class MixtureFamily(TaskFamily):
         pool = family.instance_ids(split)
         problem = family.problem([pool[int(i) % len(pool)] for i in ids], trials=trials,
                                  seed=seed)
-        problem.suggested_q = self.members[index].q  # type: ignore[attr-defined]
+        problem.suggested_q = self.members[index].q
         problem.member = index  # type: ignore[attr-defined]
         return problem
 

@@ -21,34 +21,13 @@ from typing import Any
 import torch
 
 from zol2l.tasks.analytic import AnalyticProblem, make_transform, stack_transforms
-from zol2l.tasks.base import Problem, TaskFamily, check_split
+from zol2l.tasks.base import Problem, SplitFamily
 from zol2l.tasks.bbob import seeded
 from zol2l.tasks.registry import register_task
 
 
-class _Split(TaskFamily):
-    """Ids ``0 .. train-1`` train, the rest test; rows instance-major."""
-
-    instances: int = 100
-    train: int = 90
-
-    def instance_ids(self, split: str) -> list[int]:
-        check_split(split)
-        ids = range(self.instances)
-        return list(ids[: self.train] if split == "train" else ids[self.train:])
-
-    def rows(self, ids: Sequence[int], trials: int) -> list[tuple[int, int]]:
-        if trials < 1 or not len(ids):
-            raise ValueError("need at least one instance id and one trial")
-        out = [(int(i), t) for i in ids for t in range(trials)]
-        for i, _ in out:
-            if not 0 <= i < self.instances:
-                raise ValueError(f"instance id {i} out of range [0, {self.instances})")
-        return out
-
-
 @register_task
-class RotatedQuadraticFamily(_Split):
+class RotatedQuadraticFamily(SplitFamily):
     """Random rotated quadratics with random conditioning and scales (module docstring)."""
 
     name = "rotated-quadratic"
@@ -118,7 +97,7 @@ class RegressionProblem(Problem):
 
 
 @register_task
-class RegressionFamily(_Split):
+class RegressionFamily(SplitFamily):
     """Least-squares / logistic regression instances (module docstring)."""
 
     name = "regression"
