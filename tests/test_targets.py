@@ -196,3 +196,30 @@ def test_inference_copy_folds_batchnorm_and_matches_values_and_gradients(name: s
     (g_ref,) = torch.autograd.grad(ref[:, 3].sum(), x)
     (g_out,) = torch.autograd.grad(out[:, 3].sum(), x)
     torch.testing.assert_close(g_out, g_ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_attack_forward_matches_reference_network(name: str) -> None:
+    """The attack's float32 forward (inference copy, CPU sub-batches of CPU_CHUNK images)
+    equals the shipped network's eval-mode log-probabilities to float32 rounding, and the
+    sub-batching does not change the values of a one-call forward."""
+    from safetensors.torch import load_file
+
+    from zol2l.targets import WEIGHTS_DIR, load_pretrained_target
+    from zol2l.tasks.attack import CPU_CHUNK
+    from zol2l.tasks.registry import make_task
+
+    reference = build_target(name)
+    reference.load_state_dict(load_file(str(WEIGHTS_DIR / f"{name}.safetensors")))
+    reference.eval()
+    channels, side = (1, 28) if name == "mnist" else (3, 32)
+    n = 2 * CPU_CHUNK + 22  # two full sub-batches and a partial one
+    images = torch.rand(n, channels, side, side, generator=torch.Generator().manual_seed(1))
+    task = make_task(f"{name}-attack", images=images, labels=torch.zeros(n, dtype=torch.long))
+    got = task.problem([0])._forward(images.reshape(n, -1))
+    with torch.no_grad():
+        ref = torch.log_softmax(reference(images), dim=1)
+        one_call = torch.log_softmax(load_pretrained_target(name)(images), dim=1)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, ref, rtol=2e-5, atol=2e-5)
+    torch.testing.assert_close(got, one_call, rtol=1e-6, atol=1e-6)
