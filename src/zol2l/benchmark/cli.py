@@ -17,19 +17,16 @@ def _list(kind: type) -> Any:
     return parse
 
 
-def add_parser(subparsers: Any) -> None:
-    """Register ``benchmark`` on the ``zol2l`` sub-command parser."""
-    from zol2l.experiments.units import DEFAULT_INSTANCE_CHUNK
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``zol2l benchmark``."""
+    from zol2l.experiments.options import DEFAULT_INSTANCE_CHUNK
 
-    p = subparsers.add_parser(
-        "benchmark", help="held-out suite: the general ZO-LSTM against baselines and peers",
-        description="Run the held-out suite (COCO/BBOB-style functions at several dimensions, "
+    p.description = ("Run the held-out suite (COCO/BBOB-style functions at several dimensions, "
                     "with and without evaluation noise, and binary classification at a "
                     "dimension never trained on) for zo-lstm at its defaults, the zol2l "
                     "baselines at their defaults, ZO-ADAM tuned on the suite's training ids, "
                     "CMA-ES and NGOpt (pip install -e '.[peers]').  Writes OUT/results.json, "
-                    "OUT/ecdf.png and OUT/tables.md.",
-    )
+                    "OUT/ecdf.png and OUT/tables.md.")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--quick", action="store_true",
                    help="the small size (2 functions, d = 10, 2 instances, 100 d queries)")

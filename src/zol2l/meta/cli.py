@@ -29,23 +29,19 @@ def _scales(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"--input-scale needs numbers, got {text!r}") from None
 
 
-def add_parser(subparsers: Any) -> None:
-    """Register ``meta-train`` on the ``zol2l`` sub-command parser."""
-    p = subparsers.add_parser(
-        "meta-train", help="meta-train ZO-LSTM (stage 'update', then stage 'query')",
-        description="Meta-train one stage of the learned ZO optimizer by truncated BPTT "
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``zol2l meta-train``."""
+    from zol2l.cli_tasks import add_task_options
+    from zol2l.tasks import available_tasks, task_class
+
+    p.description = ("Meta-train one stage of the learned ZO optimizer by truncated BPTT "
                     "(Ruan et al. 2020, sec. 3.3).  Writes OUT/{stage}.safetensors (+ .json), "
-                    "OUT/log.csv and OUT/trainer_state.pt (for --resume).",
-    )
-    p.add_argument("--task", required=True, help="task family, e.g. binary-classification")
+                    "OUT/log.csv and OUT/trainer_state.pt (for --resume).")
+    p.add_argument("--task", required=True, choices=available_tasks(), help="task family")
     p.add_argument("--task-option", action="append", type=_option, default=[],
-                   metavar="KEY=VALUE", help="task family option (JSON value), repeatable")
-    p.add_argument("--target", default=None,
-                   help="attack tasks: TorchScript / torch.export classifier (task option)")
-    p.add_argument("--box", choices=("tanh", "clamp"), default=None,
-                   help="attack tasks: the box parametrization (task option)")
-    p.add_argument("--outputs", choices=("logits", "log_probs"), default=None,
-                   help="attack tasks: what --target returns (task option)")
+                   metavar="KEY=VALUE",
+                   help="task family option (JSON value), repeatable (default: none)")
+    add_task_options(p, [task_class(name) for name in available_tasks()])
     p.add_argument("--ids", type=parse_ids, default=None,
                    help="training instance ids (default: the task's train split); the last "
                         "--val-fraction of them is held out")
@@ -101,12 +97,13 @@ def add_parser(subparsers: Any) -> None:
 
 def config_from_args(args: argparse.Namespace) -> MetaConfig:
     """The :class:`MetaConfig` of parsed ``meta-train`` arguments."""
+    from zol2l.cli_tasks import task_options
+    from zol2l.tasks import task_class
+
     return MetaConfig(
         task=args.task, stage=args.stage, out=str(args.out), init=args.init,
         init_alpha=args.init_alpha,
-        task_options=dict(args.task_option) | {k: getattr(args, k) for k in
-                                               ("target", "box", "outputs")
-                                               if getattr(args, k) is not None},
+        task_options=dict(args.task_option) | task_options(args, task_class(args.task)),
         ids=args.ids, grad=args.grad, query_grad=args.query_grad,
         meta_loss=args.meta_loss,
         epochs=args.epochs, runs_per_epoch=args.runs_per_epoch, steps=args.steps,
