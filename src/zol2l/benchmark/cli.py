@@ -71,6 +71,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from zol2l.benchmark.runner import run_suite
     from zol2l.benchmark.suite import PEERS, SIZES
     from zol2l.experiments.backends import make_backend
+    from zol2l.experiments.options import RunOptions
     from zol2l.fileio import write_json_atomic
 
     size = SIZES["quick" if args.quick else "full"]
@@ -94,9 +95,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                   "(pip install -e '.[peers]')")
     log = (lambda text: None) if args.quiet else print
     with make_backend(args.backend, address=args.ray_address) as backend:
-        ctx = {"q": args.q, "seed": args.seed, "backend": backend, "resume": args.resume,
-               "instance_chunk": args.instance_chunk,
-               "tune_instances": args.tune_instances}
+        options = RunOptions(backend=backend, resume=args.resume,
+                             instance_chunk=args.instance_chunk, progress=False, seed=args.seed)
+        ctx = {"q": args.q, "options": options, "tune_instances": args.tune_instances}
         payload = run_suite(size, ctx, peers=peers, workdir=args.out, log=log)
     payload["wins"] = wins(payload)
     payload["quality_bar"] = quality_bar(payload)
