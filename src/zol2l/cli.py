@@ -74,9 +74,18 @@ def _run_options(args: argparse.Namespace, backend: Any, units: bool = True) -> 
                       trial_chunk=args.trial_chunk, progress=not args.quiet, seed=args.seed)
 
 
-def _add_run(p: argparse.ArgumentParser, what: str, optimizers: str) -> None:
+def _per_task(families: Sequence[Any], key: str) -> str:
+    """``"the task's: NAME VALUE, ..."`` of a :class:`~zol2l.tasks.base.Protocol` field."""
+    return "default: the task's: " + ", ".join(f"{cls.name} {getattr(cls.protocol, key)}"
+                                                for cls in families)
+
+
+def _add_run(p: argparse.ArgumentParser, what: str, optimizers: str,
+             families: Sequence[Any]) -> None:
     """The options of evaluate/tune/attack but the task's own: the optimizers, sizes, q,
-    hyperparameters, output folder and how the run executes."""
+    hyperparameters, output folder and how the run executes; then the task options of
+    ``families``."""
+    from zol2l.cli_tasks import add_task_options
     from zol2l.optimizers import available
 
     p.add_argument("--optimizers", "--optimizer", dest="optimizers", default=optimizers,
@@ -87,25 +96,25 @@ def _add_run(p: argparse.ArgumentParser, what: str, optimizers: str) -> None:
                         "(default: the split's)")
     p.add_argument("--trials", type=int, default=1, help=f"random trials per {what}")
     p.add_argument("--steps", type=int, default=None,
-                   help="iterations per run (default: the task's)")
+                   help=f"iterations per run ({_per_task(families, 'steps')})")
     p.add_argument("--q", type=int, default=None,
                    help="query directions per estimate (eq. 1) of every optimizer that "
-                        "--set gives none (default: the task's)")
+                        f"--set gives none ({_per_task(families, 'q')})")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     add_hyperparameter_options(p)
     _add_backend_options(p)
+    add_task_options(p, families)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    from zol2l.cli_tasks import add_task_options
     from zol2l.tasks import DEFAULT_TASK, available_tasks, task_class
 
     p.add_argument("--task", default=DEFAULT_TASK, choices=available_tasks(),
                    help="task family")
     p.add_argument("--instances", type=int, default=None,
                    help="use the first N instances of the split (default: all)")
-    _add_run(p, "instance", "zo-sgd,zo-signsgd,zo-adam,zo-szvrg,zo-guided-es")
-    add_task_options(p, [task_class(name) for name in available_tasks()])
+    _add_run(p, "instance", "zo-sgd,zo-signsgd,zo-adam,zo-szvrg,zo-guided-es",
+             [task_class(name) for name in available_tasks()])
 
 
 def _user(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, Any]]:
@@ -208,8 +217,6 @@ def _evaluate_parser(p: argparse.ArgumentParser) -> None:
 
 
 def _attack_parser(p: argparse.ArgumentParser) -> None:
-    from zol2l.cli_tasks import add_task_options
-
     families = _attack_families()
     p.add_argument("--dataset", choices=sorted(families), default="mnist",
                    help="the attacked classifier's dataset")
@@ -219,8 +226,7 @@ def _attack_parser(p: argparse.ArgumentParser) -> None:
                    help="start from SIGMA * N(0, 1) instead of exactly x0 (the authors: 1e-4)")
     p.add_argument("--split", default="test", choices=("train", "test"),
                    help="the images attacked")
-    _add_run(p, "image", "zo-adam")
-    add_task_options(p, list(families.values()))
+    _add_run(p, "image", "zo-adam", list(families.values()))
     p.set_defaults(func=cmd_attack)
 
 

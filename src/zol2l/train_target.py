@@ -335,7 +335,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=None, help="default: MNIST 12, CIFAR-10 60")
     p.add_argument("--batch-size", type=int, default=None, help="default 256")
     p.add_argument("--lr", type=float, default=None, help="one-cycle peak learning rate (0.1)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--resume", action="store_true",
                    help="continue from the checkpoint beside --out (OUT.ckpt)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")

@@ -57,9 +57,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--query-grad", choices=QUERY_GRADS, default="exact",
                    help="stage query with autograd: back-propagate through every query "
                         "(exact) or through grad f(x) only (linearized: first order, faster)")
-    p.add_argument("--meta-loss", choices=META_LOSSES, default="eq4")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--runs-per-epoch", type=int, default=10)
+    p.add_argument("--meta-loss", choices=META_LOSSES, default="eq4",
+                   help="the meta-loss: eq. 4, its telescoping form, or eq. 4 on log losses")
+    p.add_argument("--epochs", type=int, default=20, help="training epochs")
+    p.add_argument("--runs-per-epoch", type=int, default=10,
+                   help="optimizee runs (each on a batch of instances) per epoch")
     p.add_argument("--steps", type=int, default=200, help="optimizee steps per run")
     p.add_argument("--unroll", type=int, default=20, help="steps per truncation")
     p.add_argument("--lr", type=float, default=None,
@@ -70,10 +72,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--zo-mu", type=float, default=1e-6, help="smoothing of eq. 5")
     p.add_argument("--lam", type=float, default=0.005, help="lambda of eq. 4")
     p.add_argument("--clip", type=float, default=1.0, help="elementwise meta-gradient clamp")
-    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="the last fraction of the training ids held out for validation")
     p.add_argument("--val-every", type=int, default=1, help="validate every N epochs")
-    p.add_argument("--val-p-query", type=float, default=0.5)
-    p.add_argument("--preprocess", choices=("scale", "logsign", "none"), default="scale")
+    p.add_argument("--val-p-query", type=float, default=0.5,
+                   help="the Bernoulli P of the query stage during validation")
+    p.add_argument("--preprocess", choices=("scale", "logsign", "none"), default="scale",
+                   help="RNN input preprocessing")
     p.add_argument("--input-scale", type=_scales, default=None,
                    help="fixed input scale(s), comma-separated (default: measured)")
     p.add_argument("--forget-bias", type=float, default=None,
@@ -89,7 +94,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheme", choices=SCHEMES, default="paper",
                    help="paper: eq. 2 as published; scale-free: the general ZO-LSTM "
                         "(scale-free inputs, adapted step size; use --meta-loss eq4-log)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     add_quiet(p)
     p.set_defaults(func=cmd_meta_train)

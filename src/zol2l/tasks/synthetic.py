@@ -105,8 +105,8 @@ class RegressionFamily(SplitFamily):
     cli_options = (TaskOption("kind", str, "least-squares", "the regression loss",
                           choices=("least-squares", "logistic")),
                TaskOption("dim", int, 20, "dimension d"),
-               TaskOption("batch", int, None, "minibatch size b of each iteration's queries "
-                          "(None: all samples)", flag="--minibatch"))
+               TaskOption("batch", int, None, "minibatch size b of each iteration's queries",
+                          flag="--minibatch"))
     protocol = Protocol(steps=200, q=10, full=Sizes(instances=10, trials=1, steps=200))
 
     def __init__(self, kind: str = "least-squares", dim: int = 20, batch: int | None = None,

@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None,
                    help="folder with mnist.npz / cifar10.npz (default: $ZOL2L_DATA_DIR)")
     p.add_argument("--device", default="cpu", help="torch device of the attack tasks")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--images", type=int, default=None,
                    help="cap on attack test images (default: the paper's 100)")
     p.add_argument("--cifar-images", type=int, default=None,
