@@ -203,7 +203,9 @@ class Context:
 
         options = RunOptions(backend=self.backend, resume=self.resume,
                              seed=kwargs.pop("seed", self.seed),
-                             progress=kwargs.pop("progress", self.progress))
+                             progress=kwargs.pop("progress", self.progress),
+                             **{k: kwargs.pop(k) for k in ("instance_chunk", "trial_chunk")
+                                if k in kwargs})
         q = kwargs.pop("q", None)
         keep = kwargs.pop("keep", None)
         groups: list[tuple[str | None, dict[str, Mapping[str, Any]]]] = [(None, {})]
