@@ -216,6 +216,8 @@ class AttackFamily(TaskFamily):
     ``c=None`` is the family's ``default_c``."""
 
     dataset: str = ""
+    #: the shape ``(C, H, W)`` of the dataset's images
+    image_shape: tuple[int, ...] = ()
     default_c: float = 0.1
     cli_options = attack_options(default_c)
     #: the paper's protocol (section 4.1): 100 images, 10 trials, 200 steps
@@ -362,6 +364,7 @@ class MNISTAttack(AttackFamily):
 
     name = "mnist-attack"
     dataset = "mnist"
+    image_shape = (1, 28, 28)
 
 
 @register_task
@@ -370,6 +373,7 @@ class CIFAR10Attack(AttackFamily):
 
     name = "cifar10-attack"
     dataset = "cifar10"
+    image_shape = (3, 32, 32)
     default_c = 0.25
     cli_options = attack_options(default_c)
     protocol = Protocol(steps=200, q=50, full=Sizes(instances=100, trials=10, steps=200),
