@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from zol2l.experiments.evaluate import evaluate
+from zol2l.experiments.options import RunOptions
 from zol2l.experiments.units import UNIT_THREADS, torch_threads
 from zol2l.tasks import make_task
 
@@ -72,8 +73,8 @@ def main() -> None:
         else {"q": q}
     kept: dict = {}
     # one work unit (all images in one batch), run in this process through the harness
-    payload = evaluate(task, {args.optimizer: hp}, ids=ids, trials=1, steps=args.steps, q=q,
-                       seed=0, progress=False, keep=kept, instance_chunk=None,
+    payload = evaluate(task, {args.optimizer: hp}, ids=ids, trials=1, steps=args.steps,
+                       options=RunOptions(progress=False, instance_chunk=None), keep=kept,
                        tuned=None)  # the optimizers' own defaults, as the committed runs
     _, problem = kept[args.optimizer]
     if device.type == "cuda":

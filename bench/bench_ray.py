@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ import torch
 
 from zol2l.experiments.backends import RayBackend, make_backend
 from zol2l.experiments.evaluate import evaluate
+from zol2l.experiments.options import RunOptions
 from zol2l.tasks import make_task
 
 OUT = Path(__file__).resolve().parent / "results" / "ray.json"
@@ -58,9 +60,10 @@ def numbers(payload: dict[str, Any]) -> dict[str, Any]:
 def attack_run(task: Any, backend: Any, args: argparse.Namespace) -> dict[str, Any]:
     """One run of the protocol; returns the payload and its wall time."""
     tick = time.perf_counter()
-    payload = evaluate(task, {n: {} for n in args.optimizers}, instances=args.images,
-                       trials=args.trials, steps=args.steps, q=20, seed=0, progress=False,
-                       backend=backend, instance_chunk=args.instance_chunk)
+    payload = evaluate(task, {n: {"q": 20} for n in args.optimizers}, instances=args.images,
+                       trials=args.trials, steps=args.steps,
+                       options=RunOptions(backend=backend, instance_chunk=args.instance_chunk,
+                                          progress=False))
     payload["wall_seconds"] = time.perf_counter() - tick
     return payload
 
@@ -68,13 +71,14 @@ def attack_run(task: Any, backend: Any, args: argparse.Namespace) -> dict[str, A
 def noop_overhead(backend: Any, units: int = 40) -> dict[str, float]:
     """Per-unit cost of ``units`` trivial units on ``backend`` minus the local backend."""
     task = make_task("binary-classification", dim=2, n=8, batch=4)
-    kw = {"ids": [0] * units, "steps": 1, "q": 1, "instance_chunk": 1, "progress": False}
-    evaluate(task, {"zo-sgd": {}}, backend=backend, **{**kw, "ids": [0, 0]})  # warm workers
+    how = RunOptions(backend=backend, instance_chunk=1, progress=False)
+    opts = {"zo-sgd": {"q": 1}}
+    evaluate(task, opts, ids=[0, 0], steps=1, options=how)  # warm workers
     tick = time.perf_counter()
-    evaluate(task, {"zo-sgd": {}}, backend=backend, **kw)
+    evaluate(task, opts, ids=[0] * units, steps=1, options=how)
     remote = time.perf_counter() - tick
     tick = time.perf_counter()
-    evaluate(task, {"zo-sgd": {}}, backend="local", **kw)
+    evaluate(task, opts, ids=[0] * units, steps=1, options=replace(how, backend="local"))
     local = time.perf_counter() - tick
     return {"units": units, "ray_wall_seconds": remote, "local_wall_seconds": local,
             "overhead_per_unit_seconds": (remote - local) / units}

@@ -28,6 +28,7 @@ import numpy as np
 
 from zol2l.experiments.backends import make_backend
 from zol2l.experiments.evaluate import evaluate, read_hparams
+from zol2l.experiments.options import RunOptions
 from zol2l.fileio import write_json_atomic
 from zol2l.tasks import make_task
 
@@ -58,10 +59,11 @@ def main() -> None:
     finals: dict[str, np.ndarray] = {}
     with make_backend(args.backend) as backend:
         for label, (name, hp) in runs.items():
-            q = int(hp.pop("q", task.default_q))
+            hp.setdefault("q", task.default_q)
+            how = RunOptions(backend=backend, workdir=workdir / label, resume=True,
+                             progress=False)
             payload = evaluate(task, {name: hp}, instances=args.instances, trials=args.trials,
-                               steps=steps, q=q, progress=False, backend=backend,
-                               workdir=workdir / label, resume=True, budget=budget)
+                               steps=steps, options=how, budget=budget)
             finals[label] = np.asarray(payload["optimizers"][name]["final_loss"])
             print(label, float(finals[label].mean()), flush=True)
     ref = finals["general"]

@@ -20,6 +20,7 @@ from typing import Any
 
 from zol2l.experiments import tune as tuning
 from zol2l.experiments.evaluate import write_json
+from zol2l.experiments.options import RunOptions
 from zol2l.tasks import make_task
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "zol2l" / "tuned" / "cifar10-attack.json"
@@ -59,8 +60,8 @@ def main() -> None:
     tuning.EXTRA_GRIDS["zo-adam"] = {"beta1": (0.9,), "beta2": (0.996,)}
     task = make_task("cifar10-attack", data_dir=args.data_dir)
     payload = tuning.tune(task, ["zo-sgd", "zo-signsgd", "zo-adam"], instances=args.images,
-                          trials=1, steps=args.steps, q=task.default_q, seed=0,
-                          coarse=coarse, refine=refine, progress=False)
+                          trials=1, steps=args.steps, options=RunOptions(progress=False),
+                          coarse=coarse, refine=refine)
     note = (f"delta coarse {list(coarse)} then x{list(refine)} around the best")
     if args.merge:
         payload = merge(json.loads(args.out.read_text()), payload)

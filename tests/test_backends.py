@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +21,15 @@ from zol2l.cli import main
 from zol2l.experiments import backends, runner
 from zol2l.experiments.backends import KILL_ENV, LocalBackend, RayBackend, make_backend
 from zol2l.experiments.evaluate import evaluate
+from zol2l.experiments.options import RunOptions
 from zol2l.experiments.runner import Interrupted
 from zol2l.experiments.tune import tune
 from zol2l.experiments.units import RunContext, digest, execute, make_units, merge
 from zol2l.tasks import make_task
 
-OPTS = {"zo-sgd": {"delta": 2.0}, "zo-adam": {}}
-SMALL = {"instances": 4, "trials": 2, "steps": 30, "q": 4, "instance_chunk": 2,
-         "progress": False}  # 2 optimizers x 2 chunks = 4 units
+OPTS = {"zo-sgd": {"delta": 2.0, "q": 4}, "zo-adam": {"q": 4}}
+SMALL = {"instances": 4, "trials": 2, "steps": 30}  # 2 optimizers x 2 chunks = 4 units
+HOW = RunOptions(instance_chunk=2, progress=False)
 
 
 def binary() -> Any:
@@ -107,8 +109,8 @@ class ReversedBackend(LocalBackend):
 
 def test_local_results_do_not_depend_on_completion_order() -> None:
     task = binary()
-    a = evaluate(task, OPTS, **SMALL)
-    b = evaluate(task, OPTS, backend=ReversedBackend(), **SMALL)
+    a = evaluate(task, OPTS, **SMALL, options=HOW)
+    b = evaluate(task, OPTS, options=replace(HOW, backend=ReversedBackend()), **SMALL)
     assert numbers(a) == numbers(b)
     assert a["backend"]["units"] == 4 and a["backend"]["computed"] == 4
     assert a["chunks"] == {"instances": 2, "trials": None}
@@ -125,15 +127,15 @@ def test_trial_chunks_merge_in_instance_major_order() -> None:
     result, _ = merge(shuffled, [outputs[u.uid] for u in shuffled])
     for row, unit in enumerate(units):  # rows: (93, 0), (93, 1), (91, 0), (91, 1)
         assert torch.equal(result.loss[:, row], outputs[unit.uid]["loss"][:, 0])
-    payload = evaluate(task, {"zo-sgd": {}}, ids=[93, 91], **{**SMALL, "instances": None,
-                                                            "trial_chunk": 1})
+    payload = evaluate(task, {"zo-sgd": {"q": 4}}, ids=[93, 91], **{**SMALL, "instances": None},
+                       options=replace(HOW, trial_chunk=1))
     assert payload["instances"] == [93, 91] and payload["backend"]["units"] == 1 * 2
 
 
 def test_interrupted_local_run_resumes_only_the_missing_units(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     task = binary()
-    fresh = evaluate(task, OPTS, **SMALL)
+    fresh = evaluate(task, OPTS, **SMALL, options=HOW)
     calls: list[str] = []
     real = backends.execute
 
@@ -145,21 +147,22 @@ def test_interrupted_local_run_resumes_only_the_missing_units(
 
     monkeypatch.setattr(backends, "execute", interrupt_after_three)
     with pytest.raises(Interrupted, match="3 of 4 work units .* --resume"):
-        evaluate(task, OPTS, workdir=tmp_path, **SMALL)
+        evaluate(task, OPTS, options=replace(HOW, workdir=tmp_path), **SMALL)
     assert len(list(tmp_path.glob("*.pt"))) == 3
 
     calls.clear()
     monkeypatch.setattr(backends, "execute", lambda ctx, unit, tick=None: (
         calls.append(unit.uid), real(ctx, unit, tick))[1])
-    resumed = evaluate(task, OPTS, workdir=tmp_path, resume=True, **SMALL)
+    resumed = evaluate(task, OPTS, options=replace(HOW, workdir=tmp_path, resume=True), **SMALL)
     assert len(calls) == 1  # 4 units - 3 kept
     assert resumed["backend"]["computed"] == 1 and resumed["backend"]["reused"] == 3
     assert numbers(resumed) == numbers(fresh)
     calls.clear()
-    again = evaluate(task, OPTS, workdir=tmp_path, resume=True, **SMALL)
+    again = evaluate(task, OPTS, options=replace(HOW, workdir=tmp_path, resume=True), **SMALL)
     assert calls == [] and numbers(again) == numbers(fresh)
     with pytest.raises(ValueError, match="another configuration"):
-        evaluate(task, OPTS, workdir=tmp_path, resume=True, **{**SMALL, "steps": 31})
+        evaluate(task, OPTS, options=replace(HOW, workdir=tmp_path, resume=True),
+                 **{**SMALL, "steps": 31})
 
 
 def test_cli_ctrl_c_exits_130_and_says_how_to_resume(
@@ -201,8 +204,8 @@ def test_missing_ray_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_pa
 # ----------------------------------------------------------------------------- Ray
 def test_ray_matches_local_on_binary_classification(ray_backend: RayBackend) -> None:
     task = binary()
-    local = evaluate(task, OPTS, **SMALL)
-    distributed = evaluate(task, OPTS, backend=ray_backend, **SMALL)
+    local = evaluate(task, OPTS, **SMALL, options=HOW)
+    distributed = evaluate(task, OPTS, options=replace(HOW, backend=ray_backend), **SMALL)
     assert numbers(distributed) == numbers(local)
     info = distributed["backend"]
     assert info["name"] == "ray" and info["workers"] == 2 and info["units"] == 4
@@ -211,16 +214,16 @@ def test_ray_matches_local_on_binary_classification(ray_backend: RayBackend) -> 
 
 def test_an_error_inside_a_ray_unit_is_raised_as_itself(ray_backend: RayBackend) -> None:
     with pytest.raises(ValueError, match="out of range"):
-        evaluate(binary(), {"zo-sgd": {}}, ids=[1000], steps=2, q=2, progress=False,
-                 backend=ray_backend)
+        evaluate(binary(), {"zo-sgd": {"q": 2}}, ids=[1000], steps=2,
+                 options=RunOptions(progress=False, backend=ray_backend))
 
 
 def test_killed_worker_is_retried_with_identical_results(
         ray_backend: RayBackend, monkeypatch: pytest.MonkeyPatch) -> None:
     task = binary()
-    local = evaluate(task, OPTS, **SMALL)
+    local = evaluate(task, OPTS, **SMALL, options=HOW)
     monkeypatch.setenv(KILL_ENV, "0,2")  # units 0 and 2 lose their worker mid-run, once
-    distributed = evaluate(task, OPTS, backend=ray_backend, **SMALL)
+    distributed = evaluate(task, OPTS, options=replace(HOW, backend=ray_backend), **SMALL)
     assert distributed["backend"]["retries"] == 2
     assert numbers(distributed) == numbers(local)
 
@@ -239,20 +242,24 @@ def test_ray_interrupt_then_resume_counts_units(
 
     monkeypatch.setattr(runner.UnitStore, "save", save_then_interrupt)
     with pytest.raises(Interrupted, match="2 of 4"):
-        evaluate(task, OPTS, backend=ray_backend, workdir=tmp_path, **SMALL)
+        evaluate(task, OPTS, options=replace(HOW, backend=ray_backend, workdir=tmp_path), **SMALL)
     monkeypatch.setattr(runner.UnitStore, "save", real)
     assert len(list(tmp_path.glob("*.pt"))) == 2
-    resumed = evaluate(task, OPTS, backend=ray_backend, workdir=tmp_path, resume=True, **SMALL)
+    resumed = evaluate(task, OPTS, **SMALL,
+                       options=replace(HOW, backend=ray_backend, workdir=tmp_path, resume=True))
     assert resumed["backend"]["computed"] == 2 and resumed["backend"]["reused"] == 2
-    assert numbers(resumed) == numbers(evaluate(task, OPTS, **SMALL))
+    assert numbers(resumed) == numbers(evaluate(task, OPTS, **SMALL, options=HOW))
 
 
 def test_ray_tune_matches_local(ray_backend: RayBackend) -> None:
     task = binary()
-    kw: dict[str, Any] = {"instances": 3, "steps": 8, "q": 3, "coarse": (0.1, 1.0, 10.0),
-                          "refine": (0.5, 2.0), "instance_chunk": 2, "progress": False}
-    local = tune(task, ["zo-sgd", "zo-signsgd"], **kw)
-    distributed = tune(task, ["zo-sgd", "zo-signsgd"], backend=ray_backend, **kw)
+    kw: dict[str, Any] = {"instances": 3, "steps": 8, "coarse": (0.1, 1.0, 10.0),
+                          "refine": (0.5, 2.0),
+                          "fixed": {"zo-sgd": {"q": 3}, "zo-signsgd": {"q": 3}}}
+    how = RunOptions(instance_chunk=2, progress=False)
+    local = tune(task, ["zo-sgd", "zo-signsgd"], options=how, **kw)
+    distributed = tune(task, ["zo-sgd", "zo-signsgd"], options=replace(how, backend=ray_backend),
+                       **kw)
     assert numbers(distributed) == numbers(local)
     assert distributed["backend"]["units"] == 2 * (3 + 2) * 2
 

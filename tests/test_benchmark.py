@@ -103,4 +103,4 @@ def test_wins_and_bar_count_problems() -> None:
     assert bar["never_above_start"] and bar["beats_zo-adam"]["holds"]
     assert not bar["beats_zo-adam-tuned"]["holds"]
     assert torch.isfinite(torch.tensor(w["zo-adam"]["fraction"]))
-    assert bench_cli.add_parser is not None
+    assert bench_cli.add_arguments is not None

@@ -16,6 +16,7 @@ from zol2l.cli import build_parser, main
 from zol2l.cli_options import parse_ids, parse_set
 from zol2l.experiments.defaults import tuned_path
 from zol2l.experiments.evaluate import evaluate, read_hparams
+from zol2l.experiments.options import RunOptions
 from zol2l.meta.cli import config_from_args
 from zol2l.optimizers import get_class
 from zol2l.optimizers.zo_lstm import DEFAULT_CHECKPOINT
@@ -74,8 +75,10 @@ def test_learned_optimizer_gets_its_task_checkpoint_or_the_general_default() -> 
     quad = make_task("quadratic")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        a = evaluate(binary, {"zo-lstm": {}}, instances=1, steps=1, q=3, progress=False)
-        b = evaluate(quad, {"zo-lstm-no-query": {}}, instances=1, steps=1, q=3, progress=False)
+        a = evaluate(binary, {"zo-lstm": {"q": 3}}, instances=1, steps=1,
+                     options=RunOptions(progress=False))
+        b = evaluate(quad, {"zo-lstm-no-query": {"q": 3}}, instances=1, steps=1,
+                     options=RunOptions(progress=False))
     assert a["optimizers"]["zo-lstm"]["hyperparameters"]["checkpoint"] == \
         "pretrained:binary-classification"
     got = b["optimizers"]["zo-lstm-no-query"]
@@ -88,8 +91,8 @@ def test_learned_optimizer_gets_its_task_checkpoint_or_the_general_default() -> 
 def test_checkpoint_of_another_task_warns() -> None:
     with pytest.warns(UserWarning, match="trained with task 'mnist-attack'"):
         evaluate(make_task("binary-classification"),
-                 {"zo-lstm": {"checkpoint": "pretrained:mnist-attack"}}, instances=1, steps=1,
-                 q=3, progress=False)
+                 {"zo-lstm": {"checkpoint": "pretrained:mnist-attack", "q": 3}}, instances=1,
+                 steps=1, options=RunOptions(progress=False))
 
 
 def test_tune_alpha_of_zo_lstm_with_a_grid_override_warns_on_the_edge(
@@ -168,4 +171,4 @@ def test_zoattack_misclassified_wherever_it_reports_success() -> None:
 def test_checkpoint_trained_with_another_box_warns() -> None:
     task = make_task("mnist-attack", data_dir=str(DATA), box="clamp")
     with pytest.warns(UserWarning, match="box 'tanh' \\(this run: 'clamp'\\)"):
-        evaluate(task, {"zo-lstm": {}}, instances=1, steps=1, progress=False)
+        evaluate(task, {"zo-lstm": {}}, instances=1, steps=1, options=RunOptions(progress=False))

@@ -13,6 +13,7 @@ import torch
 from conftest import Quadratic, load_strict_json
 
 from zol2l.experiments.evaluate import evaluate, write_json
+from zol2l.experiments.options import RunOptions
 from zol2l.experiments.tune import tune
 from zol2l.experiments.units import NonFiniteRunError
 from zol2l.tasks.base import TaskFamily
@@ -45,17 +46,18 @@ class FragileFamily(TaskFamily):
 
 def test_evaluate_names_the_first_non_finite_run() -> None:
     with pytest.raises(NonFiniteRunError) as info:
-        evaluate(FragileFamily(), {"zo-sgd": {"lr": 50.0}}, instances=2, trials=2, steps=4,
-                 q=3, progress=False)
+        evaluate(FragileFamily(), {"zo-sgd": {"lr": 50.0, "q": 3}}, instances=2, trials=2,
+                 steps=4, options=RunOptions(progress=False))
     text = str(info.value)
     assert text.startswith("zo-sgd on instance 3, trial 0: the loss is nan at iteration 1")
-    fine = evaluate(FragileFamily(), {"zo-sgd": {"lr": 0.01}}, instances=2, trials=2, steps=4,
-                    q=3, progress=False)
+    fine = evaluate(FragileFamily(), {"zo-sgd": {"lr": 0.01, "q": 3}}, instances=2, trials=2,
+                    steps=4, options=RunOptions(progress=False))
     assert all(v == v for v in fine["optimizers"]["zo-sgd"]["final_loss"])
 
 
 def test_tune_records_diverged_grid_points_as_null(tmp_path: Path) -> None:
-    payload = tune(FragileFamily(), ["zo-sgd"], steps=3, q=2, progress=False,
+    payload = tune(FragileFamily(), ["zo-sgd"], steps=3, fixed={"zo-sgd": {"q": 2}},
+                   options=RunOptions(progress=False),
                    coarse=(0.01, 1.0, 1000.0), refine=(0.5, 1.0))
     entry = payload["optimizers"]["zo-sgd"]
     by_delta = {t["delta"]: t for t in entry["trials"]}
@@ -67,5 +69,5 @@ def test_tune_records_diverged_grid_points_as_null(tmp_path: Path) -> None:
     assert load_strict_json(tmp_path / "hparams.json")["optimizers"]["zo-sgd"] == \
         json.loads(json.dumps(entry))
     with pytest.raises(ValueError, match="every grid point of zo-sgd diverged"):
-        tune(FragileFamily(), ["zo-sgd"], steps=3, q=2, progress=False, coarse=(1000.0,),
-             refine=(1.0,))
+        tune(FragileFamily(), ["zo-sgd"], steps=3, fixed={"zo-sgd": {"q": 2}},
+             options=RunOptions(progress=False), coarse=(1000.0,), refine=(1.0,))

@@ -11,6 +11,7 @@ import torch
 from conftest import DATA, needs_data
 
 from zol2l.experiments.evaluate import evaluate
+from zol2l.experiments.options import RunOptions
 from zol2l.experiments.reproduce import available_experiments, reproduce
 from zol2l.tasks.registry import make_task
 
@@ -88,8 +89,9 @@ def test_low_resolution_gradient_shape_and_validation() -> None:
 
 def test_low_resolution_through_evaluate() -> None:
     task = tiny_task((1, 4, 6))
-    payload = evaluate(task, {"zo-sgd": {"delta": 1.0}}, instances=2, trials=2, steps=4, q=3,
-                       progress=False, problem_options={"perturbation_size": [2, 3]})
+    payload = evaluate(task, {"zo-sgd": {"delta": 1.0, "q": 3}}, instances=2, trials=2, steps=4,
+                       options=RunOptions(progress=False),
+                       problem_options={"perturbation_size": [2, 3]})
     block = payload["optimizers"]["zo-sgd"]
     assert len(block["loss_mean"]) == 5 and len(block["first_success_iter"]) == 4
 

@@ -19,7 +19,7 @@ from zol2l.targets import (
     load_target_file,
 )
 from zol2l.train_target import (
-    add_parser,
+    add_arguments,
     augment,
     load_safetensors,
     save_safetensors,
@@ -153,7 +153,7 @@ def test_load_target_file_torchscript(tmp_path: Path) -> None:
 def test_cli_parser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                     capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser(prog="zol2l")
-    add_parser(parser.add_subparsers(dest="command"))
+    add_arguments(parser.add_subparsers(dest="command").add_parser("train-target"))
     args = parser.parse_args(["train-target", "--dataset", "mnist", "--out",
                               str(tmp_path / "m.safetensors"), "--epochs", "3", "--device", "cpu"])
     assert args.epochs == 3 and args.batch_size is None and callable(args.func)

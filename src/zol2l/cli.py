@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zol2l.cli_options import (
     add_hyperparameter_options,
@@ -17,12 +17,14 @@ from zol2l.cli_options import (
     tuned_choice,
     user_hyperparameters,
 )
-from zol2l.experiments.backends import RayUnavailableError
-from zol2l.optimizers import available, get_class
-from zol2l.tasks import available_tasks, make_task
+
+if TYPE_CHECKING:
+    from zol2l.experiments.options import RunOptions
 
 
 def _optimizer_list(text: str) -> list[str]:
+    from zol2l.optimizers import get_class
+
     names = [n.strip() for n in text.split(",") if n.strip()]
     for name in names:
         get_class(name)  # raises a clear error for unknown names
@@ -32,42 +34,14 @@ def _optimizer_list(text: str) -> list[str]:
 
 
 def _task(args: argparse.Namespace) -> Any:
-    options: dict[str, Any] = {}
-    if args.task == "binary-classification":
-        for key, flag in (("dim", "dim"), ("batch", "minibatch")):
-            if getattr(args, flag, None) is not None:
-                options[key] = getattr(args, flag)
-    else:
-        options = {"target": args.target, "outputs": args.outputs, "data_dir": args.data_dir,
-                   "c": args.c, "p": args.p, "box": args.box, "max_batch": args.max_batch,
-                   "device": args.device}
-    return make_task(args.task, **options)
+    from zol2l.cli_tasks import task_options
+    from zol2l.tasks import make_task, task_class
 
-
-def _add_attack_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", default=None,
-                   help="folder with mnist.npz / cifar10.npz or the official files "
-                        "(default: $ZOL2L_DATA_DIR)")
-    p.add_argument("--target", default=None,
-                   help="torch.export (.pt2) or TorchScript file of the classifier "
-                        "(default: the shipped target). A .pt2 whose weights or constants "
-                        "are pickles is refused; a TorchScript file is a program that "
-                        "runs when loaded: use only files you trust")
-    p.add_argument("--outputs", choices=("logits", "log_probs"), default="logits",
-                   help="what --target returns")
-    p.add_argument("--c", type=float, default=None,
-                   help="distortion weight (default 0.1 MNIST, 0.25 CIFAR-10)")
-    p.add_argument("--p", type=int, choices=(1, 2), default=1, help="distortion norm")
-    p.add_argument("--box", choices=("tanh", "clamp"), default="tanh",
-                   help="x = (tanh(w) + 1) / 2, or x = clip(x0 + delta, 0, 1)")
-    p.add_argument("--max-batch", type=int, default=1024,
-                   help="images per target forward pass (memory cap)")
-    p.add_argument("--device", default="cpu",
-                   help="torch device of the target and the attack (e.g. cuda)")
+    return make_task(args.task, **task_options(args, task_class(args.task)))
 
 
 def _add_backend_options(p: argparse.ArgumentParser) -> None:
-    from zol2l.experiments.units import DEFAULT_INSTANCE_CHUNK
+    from zol2l.experiments.options import DEFAULT_INSTANCE_CHUNK
 
     p.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="where the work units run: in this process, or as Ray tasks "
@@ -78,9 +52,11 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true",
                    help="reuse the finished work units kept in OUT/units")
     p.add_argument("--instance-chunk", type=int, default=DEFAULT_INSTANCE_CHUNK,
-                   help="instances per work unit (default: %(default)s)")
+                   help="instances per work unit")
     p.add_argument("--trial-chunk", type=int, default=None,
                    help="trials per work unit (default: all trials)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    add_quiet(p)
 
 
 def _backend(args: argparse.Namespace) -> Any:
@@ -89,51 +65,77 @@ def _backend(args: argparse.Namespace) -> Any:
     return make_backend(args.backend, address=args.ray_address)
 
 
-def _unit_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"resume": args.resume, "instance_chunk": args.instance_chunk,
-            "trial_chunk": args.trial_chunk}
+def _run_options(args: argparse.Namespace, backend: Any, units: bool = True) -> RunOptions:
+    """How the command runs (``units``: keep the work units in ``OUT/units``)."""
+    from zol2l.experiments.options import RunOptions
+
+    return RunOptions(backend=backend, workdir=args.out / "units" if units else None,
+                      resume=args.resume, instance_chunk=args.instance_chunk,
+                      trial_chunk=args.trial_chunk, progress=not args.quiet, seed=args.seed)
+
+
+def _per_task(families: Sequence[Any], key: str) -> str:
+    """``"the task's: NAME VALUE, ..."`` of a :class:`~zol2l.tasks.base.Protocol` field."""
+    return "default: the task's: " + ", ".join(f"{cls.name} {getattr(cls.protocol, key)}"
+                                                for cls in families)
+
+
+def _add_run(p: argparse.ArgumentParser, what: str, optimizers: str,
+             families: Sequence[Any]) -> None:
+    """The options of evaluate/tune/attack but the task's own: the optimizers, sizes, q,
+    hyperparameters, output folder and how the run executes; then the task options of
+    ``families``."""
+    from zol2l.cli_tasks import add_task_options
+    from zol2l.optimizers import available
+
+    p.add_argument("--optimizers", "--optimizer", dest="optimizers", default=optimizers,
+                   help="optimizer names or NAME@LABEL labels, comma-separated; available: "
+                        f"{', '.join(available())}")
+    p.add_argument("--ids", type=parse_ids, default=None,
+                   help=f"explicit {what} ids (dataset indices for attacks), e.g. 3,17,42 "
+                        "(default: the split's)")
+    p.add_argument("--trials", type=int, default=1, help=f"random trials per {what}")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"iterations per run ({_per_task(families, 'steps')})")
+    p.add_argument("--q", type=int, default=None,
+                   help="query directions per estimate (eq. 1) of every optimizer that "
+                        f"--set gives none ({_per_task(families, 'q')})")
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    add_hyperparameter_options(p)
+    _add_backend_options(p)
+    add_task_options(p, families)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", default="binary-classification", choices=available_tasks(),
-                   help="task family (default: %(default)s)")
-    p.add_argument("--optimizers", default="zo-sgd,zo-signsgd,zo-adam,zo-szvrg,zo-guided-es",
-                   help=f"comma-separated optimizer names; available: {', '.join(available())}")
+    from zol2l.tasks import DEFAULT_TASK, available_tasks, task_class
+
+    p.add_argument("--task", default=DEFAULT_TASK, choices=available_tasks(),
+                   help="task family")
     p.add_argument("--instances", type=int, default=None,
                    help="use the first N instances of the split (default: all)")
-    p.add_argument("--ids", type=parse_ids, default=None,
-                   help="explicit instance ids (dataset indices for attacks), e.g. 3,17,42")
-    p.add_argument("--trials", type=int, default=1, help="random trials per instance")
-    p.add_argument("--steps", type=int, default=None,
-                   help="iterations per run (default: the task's, 500 or 200 for attacks)")
-    p.add_argument("--q", type=int, default=None,
-                   help="query directions per estimate (default: the task's, 20 or 50)")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--dim", type=int, default=None, help="binary-classification: dimension d")
-    p.add_argument("--minibatch", type=int, default=None,
-                   help="binary-classification: minibatch size b")
-    p.add_argument("--out", required=True, type=Path, help="output directory")
-    add_quiet(p)
-    add_hyperparameter_options(p)
-    _add_attack_options(p)
-    _add_backend_options(p)
-
-
-def _defaults(args: argparse.Namespace, task: Any) -> None:
-    args.q_source = "task default" if args.q is None else "user"
-    args.q = task.default_q if args.q is None else args.q
-    args.steps = task.default_steps if args.steps is None else args.steps
-
-
-def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The evaluate()/attack() keywords of --set/--checkpoint/--hparams/--ids/--q."""
-    tuned, source = tuned_choice(args.hparams)
-    return {"tuned": tuned, "tuned_source": source, "q_source": args.q_source,
-            "ids": args.ids}
+    _add_run(p, "instance", "zo-sgd,zo-signsgd,zo-adam,zo-szvrg,zo-guided-es",
+             [task_class(name) for name in available_tasks()])
 
 
 def _user(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, Any]]:
-    return user_hyperparameters([*args.sets, *args.checkpoints], names)
+    """The hyperparameters of --set/--checkpoint, and --q for every label without its own."""
+    table = user_hyperparameters([*args.sets, *args.checkpoints], names)
+    if args.q is not None:
+        for hp in table.values():
+            hp.setdefault("q", args.q)
+    return table
+
+
+def _print_blocks(payload: dict[str, Any], attack: bool = False) -> None:
+    for name, block in payload["optimizers"].items():
+        if attack:
+            iters = block["iters_to_success_mean"]
+            print(f"{name:>14}: success {block['success_rate']:.0%}, final loss "
+                  f"{block['final_loss_mean']:.4g}, iterations to success "
+                  f"{'-' if iters is None else f'{iters:.1f}'}")
+        else:
+            print(f"{name:>14}: final loss {block['final_loss_mean']:.6g} +- "
+                  f"{block['final_loss_std']:.3g}  ({block['total_queries']} queries per run)")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -143,20 +145,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     names = _optimizer_list(args.optimizers)
     task = _task(args)
-    _defaults(args, task)
     with _backend(args) as backend:
-        payload = evaluate(
-            task, _user(args, names), split=args.split,
-            instances=args.instances, trials=args.trials, steps=args.steps, q=args.q,
-            seed=args.seed, progress=not args.quiet, backend=backend,
-            workdir=args.out / "units", **_settings(args), **_unit_options(args),
-        )
+        payload = evaluate(task, _user(args, names), split=args.split,
+                           instances=args.instances, ids=args.ids, trials=args.trials,
+                           steps=args.steps, tuned=tuned_choice(args.hparams),
+                           options=_run_options(args, backend))
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "results.json", payload)
     plot_loss(payload, args.out / "loss.png", log=args.log)
-    for name, block in payload["optimizers"].items():
-        print(f"{name:>14}: final loss {block['final_loss_mean']:.6g} "
-              f"+- {block['final_loss_std']:.3g}  ({block['total_queries']} queries per run)")
+    _print_blocks(payload)
     print(f"wrote {args.out / 'results.json'} and {args.out / 'loss.png'}")
     return 0
 
@@ -167,17 +164,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from zol2l.experiments.tune import tune
 
     task = _task(args)
-    _defaults(args, task)
     names = _optimizer_list(args.optimizers)
     with _backend(args) as backend:
-        payload = tune(
-            task, names, instances=args.instances, ids=args.ids,
-            trials=args.trials, steps=args.steps, q=args.q, seed=args.seed,
-            fixed=user_hyperparameters([*args.sets, *args.checkpoints], names),
-            start=tuned_choice(args.hparams)[0], progress=not args.quiet, backend=backend,
-            workdir=args.out / "units",
-            **grid_options(args.grid), **_unit_options(args),
-        )
+        payload = tune(task, names, instances=args.instances, ids=args.ids,
+                       trials=args.trials, steps=args.steps, fixed=_user(args, names),
+                       start=tuned_choice(args.hparams), options=_run_options(args, backend),
+                       **grid_options(args.grid))
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "hparams.json", payload)
     for name, entry in payload["optimizers"].items():
@@ -187,98 +179,126 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _attack_families() -> dict[str, Any]:
+    """The registered attack families by ``dataset``."""
+    from zol2l.tasks import available_tasks, task_class
+    from zol2l.tasks.attack import AttackFamily
+
+    classes = [task_class(name) for name in available_tasks()]
+    return {cls.dataset: cls for cls in classes if issubclass(cls, AttackFamily)}
+
+
 def cmd_attack(args: argparse.Namespace) -> int:
     """``zol2l attack``."""
     from zol2l.experiments.attack import attack
 
-    args.task = f"{args.dataset}-attack"
+    args.task = _attack_families()[args.dataset].name
     names = _optimizer_list(args.optimizers)
     task = _task(args)
-    _defaults(args, task)
     noise = {"problem_options": {"init_noise": args.init_noise}} if args.init_noise else {}
     with _backend(args) as backend:
         payload = attack(task, _user(args, names), args.out,
                          images=args.images if args.images is not None
                          else (None if args.ids else 10),
-                         trials=args.trials, steps=args.steps, q=args.q,
-                         seed=args.seed, split=args.split, progress=not args.quiet,
-                         backend=backend, **_settings(args), **noise,
-                         **_unit_options(args))
-    for name, block in payload["optimizers"].items():
-        iters = block["iters_to_success_mean"]
-        print(f"{name:>14}: success {block['success_rate']:.0%}, final loss "
-              f"{block['final_loss_mean']:.4g}, iterations to success "
-              f"{'-' if iters is None else f'{iters:.1f}'}")
+                         trials=args.trials, steps=args.steps, split=args.split,
+                         ids=args.ids, tuned=tuned_choice(args.hparams),
+                         options=_run_options(args, backend), **noise)
+    _print_blocks(payload, attack=True)
     print(f"wrote results.json, loss.png, examples.png, adversarial.npz to {args.out}")
     return 0
 
 
-COMMAND_MODULES = ["zol2l.train_target", "zol2l.meta.cli", "zol2l.experiments.reproduce.cli",
-                   "zol2l.benchmark.cli"]
+def _evaluate_parser(p: argparse.ArgumentParser) -> None:
+    _add_common(p)
+    p.add_argument("--split", default="test", choices=("train", "test"),
+                   help="the instances evaluated")
+    p.add_argument("--log", action="store_true", help="log-scale loss axis")
+    p.set_defaults(func=cmd_evaluate)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``zol2l``."""
+def _attack_parser(p: argparse.ArgumentParser) -> None:
+    families = _attack_families()
+    p.add_argument("--dataset", choices=sorted(families), default="mnist",
+                   help="the attacked classifier's dataset")
+    p.add_argument("--images", type=int, default=None,
+                   help="number of images to attack (default: 10, or all of --ids)")
+    p.add_argument("--init-noise", type=float, default=0.0, metavar="SIGMA",
+                   help="start from SIGMA * N(0, 1) instead of exactly x0 (the authors: 1e-4)")
+    p.add_argument("--split", default="test", choices=("train", "test"),
+                   help="the images attacked")
+    _add_run(p, "image", "zo-adam", list(families.values()))
+    p.set_defaults(func=cmd_attack)
+
+
+def _tune_parser(p: argparse.ArgumentParser) -> None:
+    _add_common(p)
+    p.add_argument("--grid", action="append", type=parse_grid, default=[],
+                   metavar="KEY=v1,v2,...",
+                   help="override a grid: coarse=..., refine=... or NAME.PARAM=... "
+                        "(e.g. zo-adam.beta1=0.9,0.99); repeatable (default: the paper's "
+                        "grids)")
+    p.set_defaults(func=cmd_tune)
+
+
+#: every subcommand: its one-line help and the function (``module:name``) adding its arguments
+COMMANDS: dict[str, tuple[str, str]] = {
+    "evaluate": ("compare optimizers on test instances of a task",
+                 "zol2l.cli:_evaluate_parser"),
+    "attack": ("black-box adversarial attack on MNIST or CIFAR-10", "zol2l.cli:_attack_parser"),
+    "tune": ("tune learning rates (alpha for ZO-LSTM) on training instances",
+             "zol2l.cli:_tune_parser"),
+    "train-target": ("train the MNIST / CIFAR-10 target classifier",
+                     "zol2l.train_target:add_arguments"),
+    "meta-train": ("meta-train ZO-LSTM (stage 'update', then stage 'query')",
+                   "zol2l.meta.cli:add_arguments"),
+    "reproduce": ("reproduce an experiment of the paper (figures + results.json)",
+                  "zol2l.experiments.reproduce.cli:add_arguments"),
+    "benchmark": ("held-out suite: the general ZO-LSTM against baselines and peers",
+                  "zol2l.benchmark.cli:add_arguments"),
+}
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help that states every option's default: ``(default: ...)`` is added to an option
+    whose help does not say it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text.lower() or not action.option_strings or action.required
+                or action.default is argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def build_parser(only: str | None = None, *, all_commands: bool = True
+                 ) -> argparse.ArgumentParser:
+    """The argument parser of ``zol2l``.  With ``all_commands=False`` only the subcommand
+    ``only`` gets its arguments (the others: their name and help), so that ``zol2l --help``
+    and ``zol2l NAME`` import only what they need."""
+    import importlib
+
     from zol2l.errors import OneLineParser
 
     parser = OneLineParser(
-        prog="zol2l",
+        prog="zol2l", formatter_class=DefaultsFormatter,
         description="Learned zeroth-order optimization: ZO estimators, hand-designed and "
                     "learned ZO optimizers, black-box tasks.",
     )
     parser.add_argument("--debug", action="store_true",
                         help="on an error, print the traceback too (accepted anywhere)")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("evaluate", help="compare optimizers on test instances of a task")
-    _add_common(p)
-    p.add_argument("--split", default="test", choices=("train", "test"))
-    p.add_argument("--log", action="store_true", help="log-scale loss axis")
-    p.set_defaults(func=cmd_evaluate)
-
-    p = sub.add_parser("attack", help="black-box adversarial attack on MNIST or CIFAR-10")
-    p.add_argument("--dataset", choices=("mnist", "cifar10"), default="mnist")
-    p.add_argument("--optimizers", "--optimizer", dest="optimizers", default="zo-adam",
-                   help="optimizer names or NAME@LABEL labels, comma-separated; available: "
-                        f"{', '.join(available())}")
-    p.add_argument("--images", type=int, default=None,
-                   help="number of images to attack (default 10, or all of --ids)")
-    p.add_argument("--ids", type=parse_ids, default=None,
-                   help="dataset indices of the images to attack, e.g. 3,17,42")
-    p.add_argument("--init-noise", type=float, default=0.0, metavar="SIGMA",
-                   help="start from SIGMA * N(0, 1) instead of exactly x0 (the authors: 1e-4)")
-    p.add_argument("--trials", type=int, default=1, help="random trials per image")
-    p.add_argument("--steps", type=int, default=None, help="iterations (default 200)")
-    p.add_argument("--q", type=int, default=None,
-                   help="query directions (default 20 MNIST, 50 CIFAR-10)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--split", default="test", choices=("train", "test"))
-    p.add_argument("--out", required=True, type=Path, help="output directory")
-    add_quiet(p)
-    add_hyperparameter_options(p)
-    _add_attack_options(p)
-    _add_backend_options(p)
-    p.set_defaults(func=cmd_attack)
-
-    p = sub.add_parser("tune", help="tune learning rates (alpha for ZO-LSTM) on training "
-                                    "instances")
-    _add_common(p)
-    p.add_argument("--grid", action="append", type=parse_grid, default=[],
-                   metavar="KEY=v1,v2,...",
-                   help="override a grid: coarse=..., refine=... or NAME.PARAM=... "
-                        "(e.g. zo-adam.beta1=0.9,0.99); repeatable")
-    p.set_defaults(func=cmd_tune)
-
-    for module in _command_modules():
-        module.add_parser(sub)
+    for name, (text, where) in COMMANDS.items():
+        p = sub.add_parser(name, help=text, description=text,
+                           formatter_class=DefaultsFormatter)
+        if all_commands or name == only:
+            module, func = where.split(":")
+            getattr(importlib.import_module(module), func)(p)
     return parser
 
 
-def _command_modules() -> list[Any]:
-    """Modules that register their own subcommand with ``add_parser(subparsers)``."""
-    import importlib
-
-    return [importlib.import_module(name) for name in COMMAND_MODULES]
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the first word that is one)."""
+    return next((a for a in argv if a in COMMANDS), None)
 
 
 #: commands whose --out is a folder that one run at a time may write (zol2l.lock)
@@ -290,23 +310,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``zol2l: error: ...`` with exit code 2 (``--debug``, anywhere on the line: the traceback
     too); see :mod:`zol2l.errors`."""
     from zol2l.errors import run_command
-    from zol2l.lock import out_lock
-    from zol2l.validation import check_args
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(_command(argv), all_commands=False).parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error already printed on one line
         return int(exc.code or 0)
 
     def command() -> int:
+        from zol2l.lock import out_lock
+        from zol2l.validation import check_args
+
         check_args(args)
         if args.command not in LOCKED_COMMANDS:
             return int(args.func(args) or 0)
         with out_lock(args.out, command=" ".join(["zol2l", *argv])):
             return int(args.func(args) or 0)
+
+    from zol2l.experiments.backends import RayUnavailableError
 
     return run_command(command, debug=debug, user_errors=(RayUnavailableError,))
 

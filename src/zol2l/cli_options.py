@@ -82,15 +82,12 @@ def user_hyperparameters(settings: Sequence[tuple[str, str, Any]],
     return table
 
 
-def tuned_choice(hparams: str | None) -> tuple[Any, str]:
-    """``--hparams``: ``None`` -> the shipped file; ``"none"`` -> no file; else a file."""
+def tuned_choice(hparams: str | None) -> str | None:
+    """``--hparams``: ``None`` -> ``"shipped"`` (the task's shipped file); ``"none"`` -> no
+    file; else the path of a ``zol2l tune`` file."""
     if hparams is None:
-        return "shipped", ""
-    if hparams.lower() == "none":
-        return None, ""
-    from zol2l.experiments.evaluate import read_hparams
-
-    return read_hparams(hparams), f"file:{hparams}"
+        return "shipped"
+    return None if hparams.lower() == "none" else hparams
 
 
 def parse_grid(text: str) -> tuple[str, list[float]]:

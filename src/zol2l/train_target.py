@@ -323,11 +323,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register the ``train-target`` subcommand on an argparse subparsers object."""
-    p = subparsers.add_parser(
-        "train-target", help="train the MNIST / CIFAR-10 target classifier",
-        description=__doc__.split("\n\n")[0] + " " + __doc__.split("\n\n")[1])
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``zol2l train-target``."""
+    p.description = __doc__.split("\n\n")[0] + " " + __doc__.split("\n\n")[1]
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--data-dir", default=None,
                    help="folder with mnist.npz / cifar10.npz or the official files "
@@ -337,7 +335,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="default: MNIST 12, CIFAR-10 60")
     p.add_argument("--batch-size", type=int, default=None, help="default 256")
     p.add_argument("--lr", type=float, default=None, help="one-cycle peak learning rate (0.1)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--resume", action="store_true",
                    help="continue from the checkpoint beside --out (OUT.ckpt)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
@@ -346,4 +344,3 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--quiet", "--no-progress", dest="no_progress", action="store_true",
                    help="no progress bar")
     p.set_defaults(func=run)
-    return p

@@ -13,10 +13,12 @@ from zol2l.experiments.evaluate import block
 from zol2l.loop import run
 from zol2l.optimizers import make
 from zol2l.optimizers.registry import accepted, base_name
+from zol2l.tasks import available_tasks, task_class
 from zol2l.tasks.attack import AttackFamily, AttackProblem
 
-#: image shapes of the shipped attack tasks, whose tuned settings and checkpoints are used
-SHIPPED_SHAPES = {(1, 28, 28): "mnist-attack", (3, 32, 32): "cifar10-attack"}
+#: image shapes of the registered attack tasks, whose tuned settings and checkpoints are used
+SHIPPED_SHAPES = {cls.image_shape: cls.name for cls in map(task_class, available_tasks())
+                  if issubclass(cls, AttackFamily)}
 
 __all__ = ["ZOAttack"]
 

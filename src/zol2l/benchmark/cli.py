@@ -17,19 +17,16 @@ def _list(kind: type) -> Any:
     return parse
 
 
-def add_parser(subparsers: Any) -> None:
-    """Register ``benchmark`` on the ``zol2l`` sub-command parser."""
-    from zol2l.experiments.units import DEFAULT_INSTANCE_CHUNK
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``zol2l benchmark``."""
+    from zol2l.experiments.options import DEFAULT_INSTANCE_CHUNK
 
-    p = subparsers.add_parser(
-        "benchmark", help="held-out suite: the general ZO-LSTM against baselines and peers",
-        description="Run the held-out suite (COCO/BBOB-style functions at several dimensions, "
+    p.description = ("Run the held-out suite (COCO/BBOB-style functions at several dimensions, "
                     "with and without evaluation noise, and binary classification at a "
                     "dimension never trained on) for zo-lstm at its defaults, the zol2l "
                     "baselines at their defaults, ZO-ADAM tuned on the suite's training ids, "
                     "CMA-ES and NGOpt (pip install -e '.[peers]').  Writes OUT/results.json, "
-                    "OUT/ecdf.png and OUT/tables.md.",
-    )
+                    "OUT/ecdf.png and OUT/tables.md.")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--quick", action="store_true",
                    help="the small size (2 functions, d = 10, 2 instances, 100 d queries)")
@@ -74,6 +71,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from zol2l.benchmark.runner import run_suite
     from zol2l.benchmark.suite import PEERS, SIZES
     from zol2l.experiments.backends import make_backend
+    from zol2l.experiments.options import RunOptions
     from zol2l.fileio import write_json_atomic
 
     size = SIZES["quick" if args.quick else "full"]
@@ -97,9 +95,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                   "(pip install -e '.[peers]')")
     log = (lambda text: None) if args.quiet else print
     with make_backend(args.backend, address=args.ray_address) as backend:
-        ctx = {"q": args.q, "seed": args.seed, "backend": backend, "resume": args.resume,
-               "instance_chunk": args.instance_chunk,
-               "tune_instances": args.tune_instances}
+        options = RunOptions(backend=backend, resume=args.resume,
+                             instance_chunk=args.instance_chunk, progress=False, seed=args.seed)
+        ctx = {"q": args.q, "options": options, "tune_instances": args.tune_instances}
         payload = run_suite(size, ctx, peers=peers, workdir=args.out, log=log)
     payload["wins"] = wins(payload)
     payload["quality_bar"] = quality_bar(payload)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -100,10 +101,9 @@ def _run(problem: BenchProblem, name: str, hp: Mapping[str, Any], budget: int, s
          instances: int, ctx: Mapping[str, Any], workdir: Path | None) -> RunResult:
     task = make_task(problem.task, **problem.options)
     keep: dict[str, Any] = {}
-    evaluate(task, {name: dict(hp)}, split=split, instances=instances, steps=budget,
-             budget=budget, q=ctx["q"], seed=ctx["seed"], progress=False, keep=keep,
-             backend=ctx["backend"], workdir=workdir, resume=ctx["resume"],
-             instance_chunk=ctx["instance_chunk"], allow_diverged=True)
+    evaluate(task, {name: {"q": ctx["q"], **hp}}, split=split, instances=instances,
+             steps=budget, budget=budget, keep=keep,
+             options=replace(ctx["options"], workdir=workdir), allow_diverged=True)
     return keep[name][0]
 
 
@@ -169,5 +169,5 @@ def run_suite(size: Size, ctx: Mapping[str, Any], *, peers: list[str],
         "functions": list(size.functions), "dims": list(size.dims),
         "noises": list(size.noises), "budgets": list(size.budgets),
         "instances": size.instances, "binary": size.binary},
-        "q": ctx["q"], "seed": ctx["seed"], "tuned_delta": tuned, "peers": peers,
+        "q": ctx["q"], "seed": ctx["options"].seed, "tuned_delta": tuned, "peers": peers,
         "problems": blocks, "seconds": time.perf_counter() - start}

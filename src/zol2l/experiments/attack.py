@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,38 +17,36 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from zol2l.experiments.backends import Backend  # noqa: E402
 from zol2l.experiments.evaluate import evaluate, write_json  # noqa: E402
+from zol2l.experiments.options import RunOptions  # noqa: E402
 from zol2l.experiments.plots import plot_loss  # noqa: E402
-from zol2l.experiments.units import DEFAULT_INSTANCE_CHUNK  # noqa: E402
 from zol2l.loop import RunResult  # noqa: E402
 from zol2l.tasks.attack import AttackFamily, AttackProblem  # noqa: E402
 
 
 def attack(
     task: AttackFamily, optimizers: Mapping[str, Mapping[str, Any]], out: str | os.PathLike,
-    *, images: int | None = 10, trials: int = 1, steps: int = 200, q: int | None = None,
-    seed: int = 0, split: str = "test", progress: bool = True, snapshots: int = 5,
-    backend: Backend | str | None = None, resume: bool = False,
-    instance_chunk: int | None = DEFAULT_INSTANCE_CHUNK, trial_chunk: int | None = None,
-    **options: Any,
+    *, images: int | None = 10, trials: int = 1, steps: int | None = None,
+    split: str = "test", snapshots: int = 5, options: RunOptions = RunOptions(),
+    **settings: Any,
 ) -> dict[str, Any]:
     """Attack the first ``images`` instances of ``split`` (or the dataset indices ``ids=``)
-    with each optimizer; ``options`` go to :func:`~zol2l.experiments.evaluate.evaluate`
-    (``ids``, ``tuned``, ``tuned_source``, ``q_source``, ``problem_options``); writes
-    ``results.json``, ``loss.png``, ``examples.png`` and ``adversarial.npz`` into ``out``.
-    Finished work units are kept in ``out/units`` (``resume`` reuses them); ``backend`` and
-    the chunk sizes are those of :func:`~zol2l.experiments.evaluate.evaluate`."""
+    with each optimizer for ``steps`` iterations (``None``: the task's ``default_steps``);
+    ``settings`` go to :func:`~zol2l.experiments.evaluate.evaluate` (``ids``, ``tuned``,
+    ``problem_options``); writes ``results.json``, ``loss.png``, ``examples.png`` and
+    ``adversarial.npz`` into ``out``.  Finished work units are kept in ``out/units`` unless
+    ``options.workdir`` says otherwise (``options.resume`` reuses them)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    steps = task.default_steps if steps is None else steps
+    if options.workdir is None:
+        options = replace(options, workdir=out / "units")
     kept: dict[str, tuple[RunResult, Any]] = {}
     payload = evaluate(
         task, optimizers, split=split, instances=images, trials=trials, steps=steps,
-        q=task.default_q if q is None else q, seed=seed, progress=progress,
         problem_options={"snapshot_every": max(1, steps // snapshots),
-                         **options.pop("problem_options", {})}, keep=kept,
-        backend=backend, workdir=out / "units", resume=resume,
-        instance_chunk=instance_chunk, trial_chunk=trial_chunk, **options,
+                         **settings.pop("problem_options", {})}, keep=kept,
+        options=options, **settings,
     )
     write_json(out / "results.json", payload)
     plot_loss(payload, out / "loss.png", title=f"{task.name}: attack loss")

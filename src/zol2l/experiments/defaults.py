@@ -16,6 +16,7 @@ Optimizer keys may be labels ``NAME@LABEL`` (one optimizer under several setting
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -87,7 +88,7 @@ def checkpoint_mismatches(spec: str, task: TaskFamily) -> list[str]:
 
 
 def resolve(task: TaskFamily, names: Sequence[str], *, user: Mapping[str, Mapping] | None = None,
-            tuned: Mapping[str, Mapping] | str | None = "shipped", tuned_source: str = "",
+            tuned: Mapping[str, Mapping] | str | os.PathLike | None = "shipped",
             q: int | None = None, q_source: str = "user") -> tuple[Table, Table]:
     """Hyperparameters of each optimizer (or label) in ``names`` and where each came from.
 
@@ -95,18 +96,22 @@ def resolve(task: TaskFamily, names: Sequence[str], *, user: Mapping[str, Mappin
         task: the run's task family.
         names: optimizer names or ``NAME@LABEL`` labels.
         user: the user's hyperparameters by label.
-        tuned: ``"shipped"`` (the task's shipped file), a ``{name: hp}`` table (e.g. a
-            ``--hparams`` file, described by ``tuned_source``) or ``None`` (none).
+        tuned: ``"shipped"`` (the task's shipped file), the path of a ``zol2l tune`` file
+            (``--hparams``; source ``"file:PATH"``), a ``{name: hp}`` table (source
+            ``"tuned"``) or ``None`` (none).
         q: directions per estimate for every optimizer (``None``: keep the others').
         q_source: where ``q`` came from.
 
     Returns:
         ``(table, sources)``, both keyed by label.
     """
+    tuned_source = ""
     if tuned == "shipped":
         path = tuned_path(task.name)
         tuned, tuned_source = ((read_table(path), f"tuned:zol2l/tuned/{path.name}") if path
                                else ({}, ""))
+    elif isinstance(tuned, str | os.PathLike):
+        tuned, tuned_source = read_table(tuned), f"file:{tuned}"
     tuned = dict(tuned or {})
     user = dict(user or {})
     table: Table = {}

@@ -15,7 +15,9 @@ The JSON schema (stable; later versions add fields, never rename)::
                            "hyperparameter_sources": {KEY: "user" | "tuned:FILE" |
                                                       "pretrained for TASK" | "default" | ...}}}}
 
-``total_queries`` is per (instance, trial) run; ``loss_std`` is over the runs.  The runs are
+``"q"`` is the number of query directions the optimizers share (each block's
+``hyperparameters`` holds its own; ``null`` when they differ).  ``total_queries`` is per
+(instance, trial) run; ``loss_std`` is over the runs.  The runs are
 computed in work units (:mod:`zol2l.experiments.units`); an optimizer's ``seconds`` is the sum
 of its units' compute time.
 """
@@ -33,10 +35,10 @@ from typing import Any
 import torch
 
 from zol2l.errors import warn
-from zol2l.experiments.backends import Backend, backend_scope
+from zol2l.experiments.backends import backend_scope
+from zol2l.experiments.options import RunOptions
 from zol2l.experiments.runner import run_units
 from zol2l.experiments.units import (
-    DEFAULT_INSTANCE_CHUNK,
     RunContext,
     make_units,
     merge,
@@ -101,65 +103,63 @@ def select_ids(task: TaskFamily, split: str, instances: int | None,
     return chosen
 
 
+def common_q(table: Mapping[str, Mapping[str, Any]]) -> int | None:
+    """The ``q`` every optimizer of ``table`` uses (the top-level ``"q"`` of
+    ``results.json`` and ``hparams.json``), or ``None`` when they differ."""
+    values = {hp.get("q") for hp in table.values()}
+    return values.pop() if len(values) == 1 else None
+
+
 def evaluate(
     task: TaskFamily,
     optimizers: Mapping[str, Mapping[str, Any]],
     *,
     split: str = "test",
     instances: int | None = None,
+    ids: Sequence[int] | None = None,
     trials: int = 1,
-    steps: int = 500,
-    q: int = 20,
-    seed: int = 0,
-    progress: bool = True,
+    steps: int | None = None,
+    options: RunOptions = RunOptions(),
     problem_options: Mapping[str, Any] | None = None,
     keep: dict[str, tuple[RunResult, Problem]] | None = None,
-    ids: Sequence[int] | None = None,
-    backend: Backend | str | None = None,
-    workdir: str | os.PathLike | None = None,
-    resume: bool = False,
-    instance_chunk: int | None = DEFAULT_INSTANCE_CHUNK,
-    trial_chunk: int | None = None,
     budget: int | None = None,
     allow_diverged: bool = False,
-    tuned: Mapping[str, Mapping[str, Any]] | str | None = "shipped",
-    tuned_source: str = "",
-    q_source: str = "run",
+    tuned: Mapping[str, Mapping[str, Any]] | str | os.PathLike | None = "shipped",
 ) -> dict[str, Any]:
     """Evaluate each optimizer (name or ``NAME@LABEL`` -> the user's hyperparameters) on the
-    first ``instances`` ids of ``split`` (or on the explicit instance ``ids``); returns the
-    ``results.json`` payload.
+    first ``instances`` ids of ``split`` (or on the explicit instance ``ids``) for ``steps``
+    iterations (``None``: the task's ``default_steps``); returns the ``results.json``
+    payload.
 
     Hyperparameters the user leaves out come from ``tuned`` (default: the task's shipped
-    tuning file; ``None``: the optimizers' own defaults) and, for learned optimizers, the
-    task's shipped checkpoint (:func:`zol2l.experiments.defaults.resolve`); each block records
-    their ``hyperparameter_sources``.
+    tuning file; a path: a ``zol2l tune`` file; a table; ``None``: the optimizers' own
+    defaults) and, for learned optimizers, the task's shipped checkpoint
+    (:func:`zol2l.experiments.defaults.resolve`); ``q`` (directions per estimate, eq. 1) is
+    a hyperparameter like the others, the task's ``default_q`` where none is given.  Each
+    block records its ``hyperparameter_sources``.
 
-    The work is split into units of ``instance_chunk`` instances x ``trial_chunk`` trials
-    (``None``: all) per optimizer, run by ``backend`` (a :class:`Backend`, ``"local"``,
-    ``"ray"`` or ``None`` = local); the numbers do not depend on the backend.  With
-    ``workdir`` each finished unit is kept there, and ``resume`` reuses them.  ``budget`` caps
-    the queries of each run (the loop stops before a step that would exceed it).  A run whose
-    loss becomes non-finite is an error unless ``allow_diverged`` (``zol2l benchmark``
-    records divergence as a result).  ``keep``, if
+    ``options`` says how the run executes (:class:`~zol2l.experiments.options.RunOptions`:
+    backend, workdir, resume, chunk sizes, progress, seed); the numbers do not depend on the
+    backend.  ``budget`` caps the queries of each run (the loop stops before a step that
+    would exceed it).  A run whose loss becomes non-finite is an error unless
+    ``allow_diverged`` (``zol2l benchmark`` records divergence as a result).  ``keep``, if
     given, receives each optimizer's merged run result and problem (figures, examples)."""
     from zol2l.experiments.defaults import record_sources, resolve
 
+    steps = task.default_steps if steps is None else steps
     chosen = select_ids(task, split, instances, ids)
-    options = dict(problem_options or {})
-    ctx = RunContext(task, steps, options, budget=budget)
+    problem_options = dict(problem_options or {})
+    ctx = RunContext(task, steps, problem_options, budget=budget)
     table, sources = resolve(task, list(optimizers), user=optimizers, tuned=tuned,
-                             tuned_source=tuned_source)
-    for label, hp in table.items():
-        sources[label].setdefault("q", "user" if "q" in hp else q_source)
-    plan = {name: make_units(name, {"q": q, **hp}, chosen, trials=trials, seed=seed,
-                             instance_chunk=instance_chunk, trial_chunk=trial_chunk)
+                             q=task.default_q, q_source="task default")
+    plan = {name: make_units(name, hp, chosen, trials=trials, seed=options.seed,
+                             instance_chunk=options.instance_chunk,
+                             trial_chunk=options.trial_chunk)
             for name, hp in table.items()}
     start = time.perf_counter()
-    with backend_scope(backend) as runner:
+    with backend_scope(options.backend) as runner:
         outputs, stats = run_units(ctx, [u for us in plan.values() for u in us], runner,
-                                   workdir=workdir, resume=resume, progress=progress,
-                                   desc="evaluate")
+                                   options, desc="evaluate")
         info = runner.describe()
     blocks: dict[str, Any] = {}
     with torch_threads(ctx.threads):
@@ -172,18 +172,18 @@ def evaluate(
             result, state = merge(units, parts, device=device)
             problem = None
             if keep is not None or _has_summary(task):
-                problem = task.problem(chosen, trials=trials, seed=seed, **options)
+                problem = task.problem(chosen, trials=trials, seed=options.seed,
+                                       **problem_options)
                 problem.restore(state)
             blocks[name] = block(result, parts[0]["hyperparameters"], task, problem)
             if keep is not None:
                 keep[name] = (result, problem)  # type: ignore[assignment]
     payload = {
         "task": task.name, "task_options": task.describe(), "split": split, "steps": steps,
-        "q": q, "instances": list(chosen), "trials": trials, "seed": seed,
-        "device": task.describe().get("device", "cpu"), "seconds": time.perf_counter() - start,
-        "optimizers": blocks,
-        "chunks": {"instances": instance_chunk, "trials": trial_chunk},
-        "backend": {**info, **stats},
+        "q": common_q(table), "instances": list(chosen), "trials": trials,
+        "seed": options.seed, "device": task.describe().get("device", "cpu"),
+        "seconds": time.perf_counter() - start, "optimizers": blocks,
+        "chunks": options.chunks(), "backend": {**info, **stats},
     }
     record_sources(payload, sources)
     return payload

@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from zol2l.experiments.backends import Backend
+from zol2l.experiments.options import RunOptions
 from zol2l.experiments.units import RunContext, Unit
 from zol2l.fileio import atomic_write
 
@@ -57,20 +58,21 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a run; the message says what was kept and how to resume."""
 
 
-def run_units(ctx: RunContext, units: Sequence[Unit], backend: Backend, *,
-              workdir: str | os.PathLike | None = None, resume: bool = False,
-              progress: bool = True, desc: str = "units"
+def run_units(ctx: RunContext, units: Sequence[Unit], backend: Backend,
+              options: RunOptions = RunOptions(), desc: str = "units"
               ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Run ``units`` on ``backend``; returns their outputs by uid and run statistics
-    (``units``, ``computed``, ``reused``, ``retries``, units per node).
+    """Run ``units`` on ``backend`` (the one ``options.backend`` names, already started);
+    returns their outputs by uid and run statistics (``units``, ``computed``, ``reused``,
+    ``retries``, units per node).
 
-    With ``workdir`` each finished unit is written there as soon as it finishes; with
-    ``resume`` the units already there are reused.  A ``KeyboardInterrupt`` becomes
-    :class:`Interrupted`, whose message says how many units were kept."""
+    With ``options.workdir`` each finished unit is written there as soon as it finishes;
+    with ``options.resume`` the units already there are reused.  A ``KeyboardInterrupt``
+    becomes :class:`Interrupted`, whose message says how many units were kept."""
+    workdir = options.workdir
     unique = list({u.uid: u for u in units}.values())
     store = UnitStore(workdir, ctx.config) if workdir is not None else None
     outputs: dict[str, dict[str, Any]] = {}
-    if store is not None and resume:
+    if store is not None and options.resume:
         for unit in unique:
             found = store.load(unit)
             if found is not None:
@@ -86,7 +88,7 @@ def run_units(ctx: RunContext, units: Sequence[Unit], backend: Backend, *,
         computed.append(output)
         bar.update(1)
 
-    with tqdm(total=len(unique), initial=reused, disable=not progress, desc=desc,
+    with tqdm(total=len(unique), initial=reused, disable=not options.progress, desc=desc,
               unit="unit", leave=False) as bar:
         try:
             backend.run(ctx, todo, done, bar=bar)

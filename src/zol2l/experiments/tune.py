@@ -27,11 +27,11 @@ from typing import Any
 
 import torch
 
-from zol2l.experiments.backends import Backend, backend_scope
-from zol2l.experiments.evaluate import mean_final_loss, select_ids
+from zol2l.experiments.backends import backend_scope
+from zol2l.experiments.evaluate import common_q, mean_final_loss, select_ids
+from zol2l.experiments.options import RunOptions
 from zol2l.experiments.runner import add_stats, run_units
 from zol2l.experiments.units import (
-    DEFAULT_INSTANCE_CHUNK,
     RunContext,
     digest,
     make_units,
@@ -70,37 +70,32 @@ def tune(
     names: Sequence[str],
     *,
     instances: int | None = None,
+    ids: Sequence[int] | None = None,
     trials: int = 1,
-    steps: int = 500,
-    q: int = 20,
-    seed: int = 0,
+    steps: int | None = None,
+    options: RunOptions = RunOptions(),
     coarse: Sequence[float] | None = None,
     refine: Sequence[float] = REFINE,
     extra: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
     fixed: Mapping[str, Mapping[str, Any]] | None = None,
-    ids: Sequence[int] | None = None,
-    start: Mapping[str, Mapping[str, Any]] | str | None = "shipped",
-    progress: bool = True,
-    backend: Backend | str | None = None,
-    workdir: str | os.PathLike | None = None,
-    resume: bool = False,
-    instance_chunk: int | None = DEFAULT_INSTANCE_CHUNK,
-    trial_chunk: int | None = None,
+    start: Mapping[str, Mapping[str, Any]] | str | os.PathLike | None = "shipped",
 ) -> dict[str, Any]:
-    """Tune each optimizer in ``names`` on training instances; returns the hparams payload.
+    """Tune each optimizer in ``names`` on training instances for ``steps`` iterations
+    (``None``: the task's ``default_steps``); returns the hparams payload.
 
-    Every grid point is split into work units (see
-    :func:`~zol2l.experiments.evaluate.evaluate` for ``backend``, ``workdir``, ``resume`` and
-    the chunk sizes): all coarse points of all optimizers run in parallel, then all
-    refinements.  ``coarse`` defaults to :data:`COARSE` for ``delta`` and
-    :data:`ALPHA_COARSE` for ``alpha``; ``extra`` replaces :data:`EXTRA_GRIDS` entries (e.g.
-    ``{"zo-adam": {"beta1": [0.9]}}``); ``ids`` picks the training instances; ``start`` is the
-    starting point of the keys off the grids (see
+    Every grid point is split into work units run as ``options`` says
+    (:class:`~zol2l.experiments.options.RunOptions`): all coarse points of all optimizers
+    run in parallel, then all refinements.  ``q`` is a hyperparameter like the others
+    (``fixed``, else the task's ``default_q``).  ``coarse`` defaults to :data:`COARSE` for
+    ``delta`` and :data:`ALPHA_COARSE` for ``alpha``; ``extra`` replaces :data:`EXTRA_GRIDS`
+    entries (e.g. ``{"zo-adam": {"beta1": [0.9]}}``); ``ids`` picks the training instances;
+    ``start`` is the starting point of the keys off the grids (see
     :func:`~zol2l.experiments.defaults.resolve`'s ``tuned``)."""
     from zol2l.experiments.defaults import resolve
 
+    steps = task.default_steps if steps is None else steps
     ids = select_ids(task, "train", instances, ids)
-    base, _ = resolve(task, list(names), user=fixed, tuned=start)
+    base, _ = resolve(task, list(names), user=fixed, tuned=start, q=task.default_q)
     knobs = {n: knob(n) for n in names}
     grids_1d = {n: tuple(coarse) if coarse is not None else
                 (ALPHA_COARSE if knobs[n] == "alpha" else COARSE) for n in names}
@@ -124,14 +119,14 @@ def tune(
     stats: dict[str, Any] = {}
 
     def score_all(points: list[tuple[str, dict[str, Any]]], desc: str) -> None:
-        plan = {point(n, hp): make_units(n, {**base[n], "q": q, **hp}, ids, trials=trials,
-                                         seed=seed,
-                                         instance_chunk=instance_chunk,
-                                         trial_chunk=trial_chunk)
+        plan = {point(n, hp): make_units(n, {**base[n], **hp}, ids, trials=trials,
+                                         seed=options.seed,
+                                         instance_chunk=options.instance_chunk,
+                                         trial_chunk=options.trial_chunk)
                 for n, hp in points}
         nonlocal stats
         outputs, more = run_units(ctx, [u for us in plan.values() for u in us], runner,
-                                  workdir=workdir, resume=resume, progress=progress, desc=desc)
+                                  options, desc=desc)
         stats = add_stats(stats, more)
         with torch_threads(ctx.threads):
             for key, units in plan.items():
@@ -142,7 +137,7 @@ def tune(
 
     grids = {name: _grid(name, extra_grids) for name in names}
     edges: set[tuple[str, int]] = set()
-    with backend_scope(backend) as runner:
+    with backend_scope(options.backend) as runner:
         score_all([(n, {**ex, knobs[n]: d}) for n in names for ex in grids[n]
                    for d in grids_1d[n]], "tune coarse")
         best_coarse: dict[tuple[str, int], float] = {}
@@ -184,16 +179,19 @@ def tune(
             warnings.warn(f"{name}: the best coarse {key} lies on the edge of the grid "
                           f"{list(grids_1d[name])}; widen it (--grid coarse=...)",
                           UserWarning, stacklevel=2)
-        table[name] = {"hyperparameters": {**base[name], **best[1], "q": q},
+        chosen = {**base[name], **best[1]}
+        chosen["q"] = chosen.pop("q")  # last, as the files written so far
+        table[name] = {"hyperparameters": chosen,
                        "final_loss_mean": best[0], "trials": trials_log, "tuned": key,
                        "coarse": list(grids_1d[name]), "on_edge": on_edge}
     return {
         "task": task.name, "task_options": task.describe(), "split": "train",
-        "instances": list(ids), "trials": trials, "steps": steps, "q": q, "seed": seed,
+        "instances": list(ids), "trials": trials, "steps": steps,
+        "q": common_q({n: base[n] for n in names}), "seed": options.seed,
         "coarse": list(coarse if coarse is not None else COARSE), "refine": list(refine),
         "device": str(torch.device("cpu")),
         "seconds": time.perf_counter() - start, "optimizers": table,
-        "chunks": {"instances": instance_chunk, "trials": trial_chunk},
+        "chunks": options.chunks(),
         "backend": {**info, **stats},
     }
 

@@ -25,13 +25,12 @@ from typing import Any
 
 import torch
 
+from zol2l.experiments.options import DEFAULT_INSTANCE_CHUNK
 from zol2l.loop import RunResult, run
 from zol2l.optimizers import make
 from zol2l.optimizers.registry import base_name
 from zol2l.tasks.base import TaskFamily
 
-#: instances per unit unless a run says otherwise
-DEFAULT_INSTANCE_CHUNK = 10
 #: torch threads inside a unit (every backend): results depend on it, so it is fixed
 UNIT_THREADS = 1
 #: bumped when the content of a stored unit changes meaning

@@ -29,23 +29,19 @@ def _scales(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"--input-scale needs numbers, got {text!r}") from None
 
 
-def add_parser(subparsers: Any) -> None:
-    """Register ``meta-train`` on the ``zol2l`` sub-command parser."""
-    p = subparsers.add_parser(
-        "meta-train", help="meta-train ZO-LSTM (stage 'update', then stage 'query')",
-        description="Meta-train one stage of the learned ZO optimizer by truncated BPTT "
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``zol2l meta-train``."""
+    from zol2l.cli_tasks import add_task_options
+    from zol2l.tasks import available_tasks, task_class
+
+    p.description = ("Meta-train one stage of the learned ZO optimizer by truncated BPTT "
                     "(Ruan et al. 2020, sec. 3.3).  Writes OUT/{stage}.safetensors (+ .json), "
-                    "OUT/log.csv and OUT/trainer_state.pt (for --resume).",
-    )
-    p.add_argument("--task", required=True, help="task family, e.g. binary-classification")
+                    "OUT/log.csv and OUT/trainer_state.pt (for --resume).")
+    p.add_argument("--task", required=True, choices=available_tasks(), help="task family")
     p.add_argument("--task-option", action="append", type=_option, default=[],
-                   metavar="KEY=VALUE", help="task family option (JSON value), repeatable")
-    p.add_argument("--target", default=None,
-                   help="attack tasks: TorchScript / torch.export classifier (task option)")
-    p.add_argument("--box", choices=("tanh", "clamp"), default=None,
-                   help="attack tasks: the box parametrization (task option)")
-    p.add_argument("--outputs", choices=("logits", "log_probs"), default=None,
-                   help="attack tasks: what --target returns (task option)")
+                   metavar="KEY=VALUE",
+                   help="task family option (JSON value), repeatable (default: none)")
+    add_task_options(p, [task_class(name) for name in available_tasks()])
     p.add_argument("--ids", type=parse_ids, default=None,
                    help="training instance ids (default: the task's train split); the last "
                         "--val-fraction of them is held out")
@@ -61,9 +57,11 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--query-grad", choices=QUERY_GRADS, default="exact",
                    help="stage query with autograd: back-propagate through every query "
                         "(exact) or through grad f(x) only (linearized: first order, faster)")
-    p.add_argument("--meta-loss", choices=META_LOSSES, default="eq4")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--runs-per-epoch", type=int, default=10)
+    p.add_argument("--meta-loss", choices=META_LOSSES, default="eq4",
+                   help="the meta-loss: eq. 4, its telescoping form, or eq. 4 on log losses")
+    p.add_argument("--epochs", type=int, default=20, help="training epochs")
+    p.add_argument("--runs-per-epoch", type=int, default=10,
+                   help="optimizee runs (each on a batch of instances) per epoch")
     p.add_argument("--steps", type=int, default=200, help="optimizee steps per run")
     p.add_argument("--unroll", type=int, default=20, help="steps per truncation")
     p.add_argument("--lr", type=float, default=None,
@@ -74,10 +72,13 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--zo-mu", type=float, default=1e-6, help="smoothing of eq. 5")
     p.add_argument("--lam", type=float, default=0.005, help="lambda of eq. 4")
     p.add_argument("--clip", type=float, default=1.0, help="elementwise meta-gradient clamp")
-    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="the last fraction of the training ids held out for validation")
     p.add_argument("--val-every", type=int, default=1, help="validate every N epochs")
-    p.add_argument("--val-p-query", type=float, default=0.5)
-    p.add_argument("--preprocess", choices=("scale", "logsign", "none"), default="scale")
+    p.add_argument("--val-p-query", type=float, default=0.5,
+                   help="the Bernoulli P of the query stage during validation")
+    p.add_argument("--preprocess", choices=("scale", "logsign", "none"), default="scale",
+                   help="RNN input preprocessing")
     p.add_argument("--input-scale", type=_scales, default=None,
                    help="fixed input scale(s), comma-separated (default: measured)")
     p.add_argument("--forget-bias", type=float, default=None,
@@ -93,7 +94,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--scheme", choices=SCHEMES, default="paper",
                    help="paper: eq. 2 as published; scale-free: the general ZO-LSTM "
                         "(scale-free inputs, adapted step size; use --meta-loss eq4-log)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     add_quiet(p)
     p.set_defaults(func=cmd_meta_train)
@@ -101,12 +102,13 @@ def add_parser(subparsers: Any) -> None:
 
 def config_from_args(args: argparse.Namespace) -> MetaConfig:
     """The :class:`MetaConfig` of parsed ``meta-train`` arguments."""
+    from zol2l.cli_tasks import task_options
+    from zol2l.tasks import task_class
+
     return MetaConfig(
         task=args.task, stage=args.stage, out=str(args.out), init=args.init,
         init_alpha=args.init_alpha,
-        task_options=dict(args.task_option) | {k: getattr(args, k) for k in
-                                               ("target", "box", "outputs")
-                                               if getattr(args, k) is not None},
+        task_options=dict(args.task_option) | task_options(args, task_class(args.task)),
         ids=args.ids, grad=args.grad, query_grad=args.query_grad,
         meta_loss=args.meta_loss,
         epochs=args.epochs, runs_per_epoch=args.runs_per_epoch, steps=args.steps,

@@ -2,6 +2,10 @@
 
 from zol2l.tasks import attack, bbob, binary, mixture, quadratic, synthetic  # noqa: F401
 from zol2l.tasks.base import Problem, TaskFamily
-from zol2l.tasks.registry import available_tasks, make_task, register_task
+from zol2l.tasks.registry import available_tasks, make_task, register_task, task_class
 
-__all__ = ["Problem", "TaskFamily", "available_tasks", "make_task", "register_task"]
+#: the task of ``zol2l evaluate``/``tune`` without ``--task`` (the paper's section 4.2)
+DEFAULT_TASK = binary.BinaryClassification.name
+
+__all__ = ["DEFAULT_TASK", "Problem", "TaskFamily", "available_tasks", "make_task",
+           "register_task", "task_class"]

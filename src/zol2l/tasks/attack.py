@@ -34,7 +34,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from zol2l.tasks.base import Problem, TaskFamily, check_split
+from zol2l.tasks.base import Problem, Protocol, Sizes, TaskFamily, TaskOption, check_split
 from zol2l.tasks.registry import register_task
 
 Box = Literal["tanh", "clamp"]
@@ -197,13 +197,39 @@ def _check_size(size: Sequence[int] | None,
     return h, w
 
 
+def attack_options(c: float) -> tuple[TaskOption, ...]:
+    """The command-line options of an attack family whose distortion weight is ``c``."""
+    return (
+        TaskOption("data_dir", str, None, "folder with mnist.npz / cifar10.npz or the official "
+                   "files (None: $ZOL2L_DATA_DIR)"),
+        TaskOption("target", str, None, "torch.export (.pt2) or TorchScript file of the "
+                   "classifier (None: the shipped target). A .pt2 whose weights or constants "
+                   "are pickles is refused; a TorchScript file is a program that runs when "
+                   "loaded: use only files you trust"),
+        TaskOption("outputs", str, "logits", "what --target returns",
+                   choices=("logits", "log_probs")),
+        TaskOption("c", float, c, "distortion weight c of eq. 6"),
+        TaskOption("p", int, 1, "distortion norm p of eq. 6", choices=(1, 2)),
+        TaskOption("box", str, "tanh", "x = (tanh(w) + 1) / 2, or x = clip(x0 + delta, 0, 1)",
+                   choices=("tanh", "clamp")),
+        TaskOption("max_batch", int, 1024, "images per target forward pass (memory cap)"),
+        TaskOption("device", str, "cpu", "torch device of the target and the attack "
+                   "(e.g. cuda)"),
+    )
+
+
 class AttackFamily(TaskFamily):
-    """Attacks on one classifier: ``dataset`` is ``"mnist"`` or ``"cifar10"``."""
+    """Attacks on one classifier: ``dataset`` is ``"mnist"`` or ``"cifar10"``; the constructor's
+    ``c=None`` is the family's ``default_c``."""
 
     dataset: str = ""
+    #: the shape ``(C, H, W)`` of the dataset's images
+    image_shape: tuple[int, ...] = ()
     default_c: float = 0.1
-    default_q = 20
-    default_steps = 200
+    cli_options = attack_options(default_c)
+    #: the paper's protocol (section 4.1): 100 images, 10 trials, 200 steps
+    protocol = Protocol(steps=200, q=20, full=Sizes(instances=100, trials=10, steps=200),
+                        quick=Sizes(instances=2, trials=1, steps=10))
 
     def __init__(self, *, target: Callable[[torch.Tensor], torch.Tensor] | str | None = None,
                  outputs: str = "logits", data_dir: str | None = None,
@@ -345,6 +371,7 @@ class MNISTAttack(AttackFamily):
 
     name = "mnist-attack"
     dataset = "mnist"
+    image_shape = (1, 28, 28)
 
 
 @register_task
@@ -353,5 +380,8 @@ class CIFAR10Attack(AttackFamily):
 
     name = "cifar10-attack"
     dataset = "cifar10"
+    image_shape = (3, 32, 32)
     default_c = 0.25
-    default_q = 50
+    cli_options = attack_options(default_c)
+    protocol = Protocol(steps=200, q=50, full=Sizes(instances=100, trials=10, steps=200),
+                        quick=Sizes(instances=1, trials=1, steps=5))

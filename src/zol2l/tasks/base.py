@@ -10,10 +10,52 @@ The meta-trainer and the evaluator use this same interface.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+
+
+@dataclass(frozen=True)
+class TaskOption:
+    """A command-line option of a task family: ``flag`` (default ``--NAME``, underscores as
+    dashes) sets the constructor keyword ``name``.  ``default`` is the constructor's (what
+    runs when the flag is not given); ``type`` parses the flag's text."""
+
+    name: str
+    type: Callable[[str], Any]
+    default: Any
+    help: str
+    choices: tuple[Any, ...] | None = None
+    flag: str = ""
+
+    @property
+    def option_string(self) -> str:
+        """The command-line flag, e.g. ``--max-batch``."""
+        return self.flag or "--" + self.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How many ``instances``, ``trials`` per instance and ``steps`` per run."""
+
+    instances: int
+    trials: int
+    steps: int
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The run sizes of a task family: ``steps`` and ``q`` (directions per estimate, eq. 1)
+    of a run that gives none (``zol2l evaluate``/``tune``/``attack``); ``full``, the sizes of
+    an experiment at full size (the paper's, for the paper's tasks); ``quick``, those of its
+    small version (``--quick``: tests, smoke checks)."""
+
+    steps: int = 500
+    q: int = 20
+    full: Sizes = Sizes(instances=100, trials=10, steps=500)
+    quick: Sizes = Sizes(instances=2, trials=1, steps=20)
 
 
 class Problem(ABC):
@@ -95,9 +137,20 @@ class TaskFamily(ABC):
         """A batch of ``len(ids) * trials`` rows, seeded by ``seed`` and each row's trial.
         ``options`` are task-specific (e.g. ``snapshot_every`` for attacks)."""
 
-    #: defaults used by the CLI when ``--q`` / ``--steps`` are not given
-    default_q: ClassVar[int] = 20
-    default_steps: ClassVar[int] = 500
+    #: the family's command-line options (``zol2l evaluate``/``tune``/``attack``/``meta-train``)
+    cli_options: ClassVar[tuple[TaskOption, ...]] = ()
+    #: its run sizes
+    protocol: ClassVar[Protocol] = Protocol()
+
+    @property
+    def default_q(self) -> int:
+        """Directions per estimate of a run that gives no ``q`` (:attr:`protocol`)."""
+        return self.protocol.q
+
+    @property
+    def default_steps(self) -> int:
+        """Iterations of a run that gives no ``steps`` (:attr:`protocol`)."""
+        return self.protocol.steps
 
     def describe(self) -> dict[str, Any]:
         """JSON-serializable settings of the family."""

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from zol2l.tasks.analytic import FUNCTIONS, AnalyticProblem, make_transform, stack_transforms
-from zol2l.tasks.base import SplitFamily
+from zol2l.tasks.base import Protocol, Sizes, SplitFamily, TaskOption
 from zol2l.tasks.registry import register_task
 
 #: the held-out functions of the benchmark (``quadratic`` is the training family's)
@@ -44,8 +44,11 @@ class BBOBFamily(SplitFamily):
     """
 
     name = "bbob"
-    default_q = 20
-    default_steps = 200
+    cli_options = (TaskOption("function", str, "sphere", "the BBOB-style function",
+                          choices=BBOB_FUNCTIONS),
+               TaskOption("dim", int, 10, "dimension d"),
+               TaskOption("noise", float, 0.0, "relative evaluation noise (0: deterministic)"))
+    protocol = Protocol(steps=200, q=20, full=Sizes(instances=10, trials=1, steps=200))
 
     def __init__(self, function: str = "sphere", dim: int = 10, noise: float = 0.0,
                  instances: int = 15, train: int = 5, seed: int = 0) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from zol2l.tasks.base import Problem, TaskFamily, check_split
+from zol2l.tasks.base import Problem, Protocol, TaskFamily, TaskOption, check_split
 from zol2l.tasks.registry import register_task
 
 
@@ -71,6 +71,11 @@ class BinaryClassification(TaskFamily):
     """The family of section 4.2 (``d``, ``n``, ``b`` and the number of datasets are settable)."""
 
     name = "binary-classification"
+    cli_options = (TaskOption("dim", int, 100, "dimension d"),
+               TaskOption("batch", int, 64, "minibatch size b of each iteration's queries",
+                          flag="--minibatch"))
+    #: the paper's protocol (section 4.2): 100 test instances, 10 trials, 500 steps, q = 20
+    protocol = Protocol(steps=500, q=20)
 
     def __init__(self, dim: int = 100, n: int = 2000, batch: int = 64, datasets: int = 100,
                  train: int = 90, seed: int = 0, dtype: torch.dtype = torch.float64) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from zol2l.tasks.base import Problem, TaskFamily, check_split
+from zol2l.tasks.base import Problem, Protocol, Sizes, TaskFamily, check_split
 from zol2l.tasks.bbob import seeded
 from zol2l.tasks.registry import make_task, register_task
 
@@ -69,8 +69,7 @@ class MixtureFamily(TaskFamily):
     """
 
     name = "mixture"
-    default_q = 10
-    default_steps = 200
+    protocol = Protocol(steps=200, q=10, full=Sizes(instances=10, trials=1, steps=200))
 
     def __init__(self, members: Sequence[Member | dict[str, Any]] | None = None,
                  size: int = 90) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from zol2l.tasks.base import Problem, TaskFamily, check_split
+from zol2l.tasks.base import Problem, Protocol, Sizes, TaskFamily, TaskOption, check_split
 from zol2l.tasks.registry import register_task
 
 
@@ -43,8 +43,11 @@ class QuadraticFamily(TaskFamily):
     """Random diagonal quadratics of dimension ``dim`` with curvatures in ``[1, cond]``."""
 
     name = "quadratic"
-    default_q = 10
-    default_steps = 200
+    cli_options = (TaskOption("dim", int, 10, "dimension d"),
+               TaskOption("cond", float, 4.0, "curvatures drawn from U[1, cond]"),
+               TaskOption("spread", float, 1.0, "per-instance curvature scale drawn "
+                          "log-uniformly from [1 / spread, spread]"))
+    protocol = Protocol(steps=200, q=10, full=Sizes(instances=10, trials=1, steps=200))
 
     def __init__(self, dim: int = 10, cond: float = 4.0, spread: float = 1.0,
                  instances: int = 100, train: int = 90, seed: int = 0,

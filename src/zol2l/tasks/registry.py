@@ -18,14 +18,19 @@ def available_tasks() -> list[str]:
     return sorted(_TASKS)
 
 
-def make_task(name: str, **options: Any) -> Any:
-    """Instantiate the task family ``name``."""
+def task_class(name: str) -> Any:
+    """The registered task family class ``name``."""
     try:
-        cls = _TASKS[name]
+        return _TASKS[name]
     except KeyError:
         raise ValueError(
             f"unknown task {name!r}; available: {', '.join(available_tasks())}"
         ) from None
+
+
+def make_task(name: str, **options: Any) -> Any:
+    """Instantiate the task family ``name``."""
+    cls = task_class(name)
     from zol2l.validation import check_options, signature_keys
 
     valid = signature_keys(cls)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from zol2l.tasks.analytic import AnalyticProblem, make_transform, stack_transforms
-from zol2l.tasks.base import Problem, SplitFamily
+from zol2l.tasks.base import Problem, Protocol, Sizes, SplitFamily, TaskOption
 from zol2l.tasks.bbob import seeded
 from zol2l.tasks.registry import register_task
 
@@ -31,8 +31,9 @@ class RotatedQuadraticFamily(SplitFamily):
     """Random rotated quadratics with random conditioning and scales (module docstring)."""
 
     name = "rotated-quadratic"
-    default_q = 10
-    default_steps = 200
+    cli_options = (TaskOption("dim", int, 20, "dimension d"),
+               TaskOption("noise", float, 0.0, "relative evaluation noise (0: deterministic)"))
+    protocol = Protocol(steps=200, q=10, full=Sizes(instances=10, trials=1, steps=200))
 
     def __init__(self, dim: int = 20, noise: float = 0.0, seed: int = 0) -> None:
         if int(dim) < 2 or not (math.isfinite(noise) and noise >= 0):
@@ -101,8 +102,12 @@ class RegressionFamily(SplitFamily):
     """Least-squares / logistic regression instances (module docstring)."""
 
     name = "regression"
-    default_q = 10
-    default_steps = 200
+    cli_options = (TaskOption("kind", str, "least-squares", "the regression loss",
+                          choices=("least-squares", "logistic")),
+               TaskOption("dim", int, 20, "dimension d"),
+               TaskOption("batch", int, None, "minibatch size b of each iteration's queries",
+                          flag="--minibatch"))
+    protocol = Protocol(steps=200, q=10, full=Sizes(instances=10, trials=1, steps=200))
 
     def __init__(self, kind: str = "least-squares", dim: int = 20, batch: int | None = None,
                  seed: int = 0) -> None:

@@ -21,7 +21,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -199,12 +199,18 @@ class Context:
         ``"optimizer"`` (``{"optimizer": "zo-lstm", "checkpoint": ...}``), and its block
         appears under the label in the returned payload."""
         from zol2l.experiments.evaluate import evaluate
+        from zol2l.experiments.options import RunOptions
 
-        kwargs.setdefault("seed", self.seed)
-        kwargs.setdefault("progress", self.progress)
+        options = RunOptions(backend=self.backend, resume=self.resume,
+                             seed=kwargs.pop("seed", self.seed),
+                             progress=kwargs.pop("progress", self.progress),
+                             **{k: kwargs.pop(k) for k in ("instance_chunk", "trial_chunk")
+                                if k in kwargs})
+        q = kwargs.pop("q", None)
         keep = kwargs.pop("keep", None)
         groups: list[tuple[str | None, dict[str, Mapping[str, Any]]]] = [(None, {})]
         for label, hp in optimizers.items():
+            hp = hp if q is None else {"q": q, **hp}
             if "optimizer" in hp:
                 real = dict(hp)
                 groups.append((label, {str(real.pop("optimizer")): real}))
@@ -218,8 +224,8 @@ class Context:
             sub = tag if label is None else f"{tag}-{label}"
             kept: dict[str, Any] = {}
             part = evaluate(task, table, keep=kept if keep is not None else None,
-                            backend=self.backend, workdir=self.out / "units" / sub,
-                            resume=self.resume, **kwargs)
+                            options=replace(options, workdir=self.out / "units" / sub),
+                            **kwargs)
             for name, block in part["optimizers"].items():
                 blocks[label or name] = block
                 if keep is not None and name in kept:

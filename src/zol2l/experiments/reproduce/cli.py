@@ -8,16 +8,13 @@ from typing import Any
 from zol2l.experiments.reproduce.base import EXPERIMENTS, available_experiments
 
 
-def add_parser(subparsers: Any) -> None:
-    """Register ``reproduce`` on the ``zol2l`` sub-command parser."""
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``zol2l reproduce``."""
     order = available_experiments()
     names = ", ".join(f"{name} ({EXPERIMENTS[name].paper.split('. ')[0]})" for name in order)
-    p = subparsers.add_parser(
-        "reproduce", help="reproduce an experiment of the paper (figures + results.json)",
-        description="Reproduce an experiment of Ruan et al. (2020). Writes OUT/results.json "
+    p.description = ("Reproduce an experiment of Ruan et al. (2020). Writes OUT/results.json "
                     "and PNG figures; 'all' writes every experiment into OUT/NAME/. "
-                    f"Experiments: {names}.",
-    )
+                     f"Experiments: {names}.")
     p.add_argument("name", choices=[*order, "all"], metavar="NAME",
                    help=f"one of: {', '.join(order)}, all")
     p.add_argument("--out", required=True, help="output folder")
@@ -29,7 +26,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--data-dir", default=None,
                    help="folder with mnist.npz / cifar10.npz (default: $ZOL2L_DATA_DIR)")
     p.add_argument("--device", default="cpu", help="torch device of the attack tasks")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--images", type=int, default=None,
                    help="cap on attack test images (default: the paper's 100)")
     p.add_argument("--cifar-images", type=int, default=None,

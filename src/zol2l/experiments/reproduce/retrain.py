@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zol2l.experiments.evaluate import write_json
+from zol2l.experiments.options import RunOptions
 from zol2l.experiments.tune import COARSE, REFINE, tune
 from zol2l.learned.checkpoint import resolve
 from zol2l.meta.config import MetaConfig
@@ -37,9 +38,9 @@ def retune(ctx: Context, task_name: str) -> Path:
         return path
     task = ctx.task(task_name)
     payload = tune(task, BASELINES, instances=ctx.pick(2, None), trials=1,
-                   steps=ctx.pick(10, task.default_steps), q=task.default_q, seed=ctx.seed,
-                   coarse=ctx.pick((1.0, 100.0), COARSE), refine=ctx.pick((1.0,), REFINE),
-                   progress=ctx.progress)
+                   steps=ctx.pick(10, task.default_steps),
+                   options=RunOptions(seed=ctx.seed, progress=ctx.progress),
+                   coarse=ctx.pick((1.0, 100.0), COARSE), refine=ctx.pick((1.0,), REFINE))
     write_json(path, payload)
     return path
 
