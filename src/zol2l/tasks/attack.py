@@ -31,7 +31,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from zol2l.tasks.base import Problem, TaskFamily, check_split
+from zol2l.tasks.base import Problem, Protocol, TaskFamily, check_split
 from zol2l.tasks.registry import register_task
 
 Box = Literal["tanh", "clamp"]
@@ -337,6 +337,9 @@ class MNISTAttack(AttackFamily):
     """Black-box attack on the MNIST target (d = 784, c = 0.1, q = 20)."""
 
     name = "mnist-attack"
+    protocol = Protocol(quick_steps=10, tune_instances=20, quick_tune_instances=1,
+                        halve_capped_tune_steps=True, caps=("images",),
+                        title="(a) MNIST attack")
     dataset = "mnist"
 
 
@@ -345,6 +348,10 @@ class CIFAR10Attack(AttackFamily):
     """Black-box attack on the CIFAR-10 target (d = 3072, c = 0.25, q = 50)."""
 
     name = "cifar10-attack"
+    # its forward passes cost ~4x MNIST's and it queries 51 points per step: smaller quick runs
+    protocol = Protocol(quick_instances=1, quick_steps=5, tune_instances=20,
+                        quick_tune_instances=1, halve_capped_tune_steps=True,
+                        caps=("cifar_images", "images"), title="(b) CIFAR-10 attack")
     dataset = "cifar10"
     default_c = 0.25
     default_q = 50

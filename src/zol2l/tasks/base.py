@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -80,10 +81,43 @@ class Problem(ABC):
         return None
 
 
+@dataclass(frozen=True)
+class Protocol:
+    """How the experiments of ``zol2l reproduce`` size their runs on a family (the paper's
+    protocol, section 4, and the quick version of it).  The paper's steps and ``q`` are the
+    family's :attr:`TaskFamily.default_steps` and :attr:`TaskFamily.default_q`.
+
+    Attributes:
+        instances, trials: test instances (at most the split's) and trials per instance.
+        quick_instances, quick_trials, quick_steps: the same at quick size.
+        tune_instances: training instances on which ``alpha`` is tuned (section 4.3);
+            ``None``: the whole train split.  ``quick_tune_instances`` at quick size.
+        halve_capped_tune_steps: tune ``alpha`` with half the steps when a size cap is set.
+        caps: the ``reproduce`` size caps (``Context`` fields) that bound ``instances``, the
+            first one set wins.
+        log_loss: loss plots on a log scale.
+        title: a short panel title ("(a) MNIST attack").
+    """
+
+    instances: int = 100
+    trials: int = 10
+    quick_instances: int = 2
+    quick_trials: int = 1
+    quick_steps: int = 20
+    tune_instances: int | None = None
+    quick_tune_instances: int = 2
+    halve_capped_tune_steps: bool = False
+    caps: tuple[str, ...] = ("instances",)
+    log_loss: bool = False
+    title: str = ""
+
+
 class TaskFamily(ABC):
     """A family of problem instances."""
 
     name: ClassVar[str] = ""
+    #: sizes of the ``reproduce`` experiments on this family
+    protocol: ClassVar[Protocol] = Protocol()
 
     @abstractmethod
     def instance_ids(self, split: str) -> list[int]:

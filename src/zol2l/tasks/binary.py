@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from zol2l.tasks.base import Problem, TaskFamily, check_split
+from zol2l.tasks.base import Problem, Protocol, TaskFamily, check_split
 from zol2l.tasks.registry import register_task
 
 
@@ -71,6 +71,7 @@ class BinaryClassification(TaskFamily):
     """The family of section 4.2 (``d``, ``n``, ``b`` and the number of datasets are settable)."""
 
     name = "binary-classification"
+    protocol = Protocol(log_loss=True, title="(c) binary classification")
 
     def __init__(self, dim: int = 100, n: int = 2000, batch: int = 64, datasets: int = 100,
                  train: int = 90, seed: int = 0, dtype: torch.dtype = torch.float64) -> None:

@@ -7,6 +7,7 @@ from zol2l.experiments.reproduce import (  # noqa: F401  (imported to register e
     ablations,
     attack_analysis,
     attack_curves,
+    attack_tradeoffs,
     binary,
     generalization,
 )
