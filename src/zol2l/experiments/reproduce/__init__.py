@@ -10,6 +10,7 @@ from zol2l.experiments.reproduce import (  # noqa: F401  (imported to register e
     attack_tradeoffs,
     binary,
     generalization,
+    quality_bar,
 )
 from zol2l.experiments.reproduce.base import (
     EXPERIMENTS,

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from zol2l.experiments.plots import band
 from zol2l.experiments.reproduce import figures
 from zol2l.experiments.reproduce.base import Context, experiment
 from zol2l.experiments.reproduce.generalization import finite, rel_diff, unavailable
@@ -234,7 +235,7 @@ def _figure(ctx: Context, titles: dict[str, str], panels: dict[str, Any], cos: d
     for key, name in (("query", "zo-lstm"), ("gaussian", "zo-lstm-no-query")):
         mean = [cos[str(q)][f"{key}_mean"] for q in qs]
         std = [cos[str(q)][f"{key}_std_over_images"] for q in qs]
-        figures.band(ax, qs, mean, std, name)
+        band(ax, qs, mean, std, label=figures.label(name), color=figures.color(name))
         ax.plot(qs, mean, "o", color=figures.color(name))
     ax.plot(qs, [cos[str(q)]["gaussian_theory"] for q in qs], ":", color="k", lw=1,
             label="theory N(0,I): sqrt(q/(q+d+1))")
