@@ -16,9 +16,10 @@ from zol2l.experiments.reproduce.base import tuned_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: every experiment the issue asks for
+#: every experiment the issue asks for, and the project's quality bar
 PAPER = {"fig2-mnist", "fig2-cifar10", "table1", "fig3", "fig4", "fig8", "fig9", "fig10",
          "fig11", "generalization"}
+OWN = {"quality-bar"}
 
 
 def check_payload(payload: dict, out: Path, name: str) -> None:
@@ -39,10 +40,10 @@ def check_payload(payload: dict, out: Path, name: str) -> None:
 
 
 def test_registry_has_every_experiment_of_the_paper() -> None:
-    assert set(EXPERIMENTS) == PAPER
+    assert set(EXPERIMENTS) == PAPER | OWN
     order = available_experiments()
     assert order[:3] == ["fig2-mnist", "fig2-cifar10", "table1"]
-    assert order[-1] == "generalization"
+    assert order[len(PAPER) - 1] == "generalization"
 
 
 def test_results_doc_names_every_experiment() -> None:
@@ -65,12 +66,13 @@ def test_shipped_tuned_files_cover_the_baselines() -> None:
 
 
 def test_labels_run_the_named_optimizer(tmp_path: Path) -> None:
-    """A label such as ``zo-lstm-finetune`` runs the optimizer its hyperparameters name."""
+    """A key ``NAME@LABEL`` such as ``zo-lstm@zo-lstm-finetune`` runs ``NAME``, reported as
+    ``LABEL``."""
     ctx = Context(tmp_path, quick=True, progress=False)
     task = ctx.task("binary-classification", dim=20)
     table = {"zo-sgd": {"delta": 10.0},
-             "my-sgd": {"optimizer": "zo-sgd", "delta": 10.0},
-             "big-sgd": {"optimizer": "zo-sgd", "delta": 40.0}}
+             "zo-sgd@my-sgd": {"delta": 10.0},
+             "zo-sgd@big-sgd": {"delta": 40.0}}
     payload = ctx.evaluate(task, table, tag="labels", instances=2, trials=1, steps=5, q=4)
     blocks = payload["optimizers"]
     assert list(blocks) == ["zo-sgd", "my-sgd", "big-sgd"]
@@ -80,7 +82,14 @@ def test_labels_run_the_named_optimizer(tmp_path: Path) -> None:
 
 
 def test_retrain_tunes_and_meta_trains_into_the_output(tmp_path: Path) -> None:
+    from zol2l.experiments.reproduce.retrain import retrain
+
     ctx = Context(tmp_path, quick=True, retrain=True, progress=False)
+    with pytest.raises(FileNotFoundError, match="retrain step"):
+        ctx.baselines("binary-classification")  # resolving never trains
+    with pytest.raises(FileNotFoundError, match="retrain step"):
+        ctx.learned("binary-classification")
+    retrain(ctx, tuned=["binary-classification"], learned=["binary-classification"])
     tuned = ctx.baselines("binary-classification")
     assert (tmp_path / "retrained" / "binary-classification" / "hparams.json").is_file()
     assert set(tuned) == {"zo-sgd", "zo-signsgd", "zo-adam", "zo-szvrg", "zo-guided-es"}

@@ -12,9 +12,8 @@ import torch
 from conftest import needs_data, quadratic, run_quick
 
 from zol2l.estimators import coordinatewise, gaussian
-from zol2l.experiments.reproduce.ablations import (
-    ABLATIONS,
-    PANELS,
+from zol2l.experiments.reproduce.ablations import ABLATIONS, PANELS
+from zol2l.experiments.reproduce.query_analysis import (
     cosine,
     replay,
     roughness,

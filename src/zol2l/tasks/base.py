@@ -47,15 +47,33 @@ class Sizes:
 
 @dataclass(frozen=True)
 class Protocol:
-    """The run sizes of a task family: ``steps`` and ``q`` (directions per estimate, eq. 1)
-    of a run that gives none (``zol2l evaluate``/``tune``/``attack``); ``full``, the sizes of
-    an experiment at full size (the paper's, for the paper's tasks); ``quick``, those of its
-    small version (``--quick``: tests, smoke checks)."""
+    """The run sizes of a task family.
+
+    Attributes:
+        steps, q: iterations and directions per estimate (eq. 1) of a run that gives none
+            (``zol2l evaluate``/``tune``/``attack``; the paper's, for the paper's tasks).
+        full: the sizes of an experiment at full size (the paper's protocol, section 4);
+            ``quick``: those of its small version (``--quick``: tests, smoke checks).
+        tune_instances: training instances on which ``zol2l reproduce`` tunes ``alpha``
+            (section 4.3); ``None``: the whole train split.  ``quick_tune_instances`` at
+            quick size.
+        halve_capped_tune_steps: tune ``alpha`` with half the steps when a size cap is set.
+        caps: the ``reproduce`` size caps (``Context`` fields) that bound ``full.instances``,
+            the first one set wins.
+        log_loss: loss plots on a log scale.
+        title: a short panel title ("(a) MNIST attack").
+    """
 
     steps: int = 500
     q: int = 20
     full: Sizes = Sizes(instances=100, trials=10, steps=500)
     quick: Sizes = Sizes(instances=2, trials=1, steps=20)
+    tune_instances: int | None = None
+    quick_tune_instances: int = 2
+    halve_capped_tune_steps: bool = False
+    caps: tuple[str, ...] = ("instances",)
+    log_loss: bool = False
+    title: str = ""
 
 
 class Problem(ABC):

@@ -75,7 +75,7 @@ class BinaryClassification(TaskFamily):
                TaskOption("batch", int, 64, "minibatch size b of each iteration's queries",
                           flag="--minibatch"))
     #: the paper's protocol (section 4.2): 100 test instances, 10 trials, 500 steps, q = 20
-    protocol = Protocol(steps=500, q=20)
+    protocol = Protocol(steps=500, q=20, log_loss=True, title="(c) binary classification")
 
     def __init__(self, dim: int = 100, n: int = 2000, batch: int = 64, datasets: int = 100,
                  train: int = 90, seed: int = 0, dtype: torch.dtype = torch.float64) -> None:

@@ -7,8 +7,10 @@ from zol2l.experiments.reproduce import (  # noqa: F401  (imported to register e
     ablations,
     attack_analysis,
     attack_curves,
+    attack_tradeoffs,
     binary,
     generalization,
+    quality_bar,
 )
 from zol2l.experiments.reproduce.base import (
     EXPERIMENTS,

@@ -26,44 +26,37 @@ to the update's.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from zol2l.estimators import gaussian
+from zol2l.experiments.plots import band
 from zol2l.experiments.reproduce import figures
 from zol2l.experiments.reproduce.base import Context, experiment
 from zol2l.experiments.reproduce.generalization import finite, rel_diff, unavailable
-from zol2l.learned.rnn import mix_and_normalize
-from zol2l.loop import run
-from zol2l.optimizers import make
-from zol2l.oracle import Oracle
-from zol2l.tasks.base import Problem
+from zol2l.experiments.reproduce.query_analysis import cosine_study, trajectory_study
 
 ABLATIONS = ("zo-sgd", "zo-lstm", "zo-lstm-no-query", "zo-lstm-no-update", "zo-lstm-guided-es")
-PANELS = {"mnist-attack": "(a) MNIST attack", "cifar10-attack": "(b) CIFAR-10 attack",
-          "binary-classification": "(c) binary classification"}
+
+
+@dataclass(frozen=True)
+class Panel:
+    """What the paper claims on one ablation panel beyond "each module improves ZO-LSTM":
+    Guided ES speeds it up (else: negligible effect), and the QueryRNN's gain is the
+    smallest of the panels."""
+
+    guided_es_helps: bool = False
+    smallest_query_gain: bool = False
+
+
+#: Figure 4a-4c, one panel per task (titles: the tasks' ``protocol.title``)
+PANELS = {"mnist-attack": Panel(guided_es_helps=True), "cifar10-attack": Panel(),
+          "binary-classification": Panel(smallest_query_gain=True)}
 Q_GRID = (5, 10, 20, 40)
 #: "negligible" effect of Guided ES: mean loss over iterations within this relative change
 NEGLIGIBLE = 0.05
 
-
-def true_gradient(problem: Problem, x: torch.Tensor) -> torch.Tensor:
-    """The gradient of each row's objective at ``x[B, d]`` by autograd through
-    :meth:`~zol2l.tasks.base.Problem.differentiable_objective` (the analysis only; no
-    optimizer ever sees it)."""
-    with torch.enable_grad():
-        point = x.detach().clone().requires_grad_(True)
-        value = problem.differentiable_objective(point[:, None, :])[:, 0]
-        (grad,) = torch.autograd.grad(value.sum(), point)
-    return grad.detach()
-
-
-def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise cosine similarity of ``[B, d]`` tensors (0 for a zero row)."""
-    return F.cosine_similarity(a.double(), b.double(), dim=1, eps=1e-30)
 
 
 def ablation_optimizers(ctx: Context, task: str, q: int) -> dict[str, dict[str, Any]]:
@@ -81,13 +74,8 @@ def ablation_optimizers(ctx: Context, task: str, q: int) -> dict[str, dict[str, 
 def _panel(ctx: Context, name: str) -> dict[str, Any]:
     """One ablation panel: the five optimizers on the test instances of ``name``."""
     task = ctx.task(name)
-    if name.endswith("-attack"):
-        n = ctx.n_images(quick=1 if name == "cifar10-attack" else 2, task=name)
-        steps = ctx.pick(5 if name == "cifar10-attack" else 10, task.default_steps)
-    else:
-        n = min(ctx.n_instances(), len(task.instance_ids("test")))
-        steps = ctx.pick(20, task.default_steps)
-    q, trials = task.default_q, ctx.n_trials()
+    size = ctx.sizes(name)
+    n, trials, steps, q = size.instances, size.trials, size.steps, size.q
     res = ctx.evaluate(task, ablation_optimizers(ctx, name, q), tag=f"fig4-{name}",
                        split="test", instances=n, trials=trials, steps=steps, q=q)
     blocks = res["optimizers"]
@@ -101,132 +89,19 @@ def _panel(ctx: Context, name: str) -> dict[str, Any]:
             "optimizers": blocks, "summary": summary}
 
 
-def cosine_study(ctx: Context, q_grid: tuple[int, ...], images: int, steps: int
-                 ) -> dict[str, Any]:
-    """Figure 4d: per q, the cosine between the true gradient and the estimate with the
-    QueryRNN's sampling / with standard Gaussian sampling at the points of a ZO-LSTM run."""
-    task = ctx.task("mnist-attack")
-    ckpt = ctx.learned("mnist-attack")
-    ids = task.instance_ids("test")[:images]
-    out: dict[str, Any] = {}
-    for q in q_grid:
-        opt = make("zo-lstm", checkpoint=ckpt, q=q)
-        problem = task.problem(ids, trials=1, seed=ctx.seed)
-        # a separate oracle and generator: the measurements do not disturb the run
-        oracle = Oracle(problem.objective, problem.dim, mode="problems", nonfinite="inf",
-                        dtype=problem.x0.dtype)
-        gen = torch.Generator(device=problem.x0.device).manual_seed(ctx.seed + 7919)
-        mu = opt.smoothing(problem.x0.dtype)
-        where = [problem.x0.clone()]
-        with_q: list[torch.Tensor] = []
-        without: list[torch.Tensor] = []
-        spread: list[torch.Tensor] = []
-
-        def hook(t: int, step: Any, state: dict[str, Any], problem: Problem = problem,
-                 oracle: Oracle = oracle, gen: torch.Generator = gen, mu: float = mu,
-                 q: int = q, where: list[torch.Tensor] = where,
-                 with_q: list[torch.Tensor] = with_q, without: list[torch.Tensor] = without,
-                 spread: list[torch.Tensor] = spread) -> None:
-            x = where[0]
-            grad = true_gradient(problem, x)
-            std = mix_and_normalize(step.extras["std_pred"], 1.0)  # the QueryRNN, unmixed
-            spread.append(std.double().std(dim=1).mean())
-            with torch.no_grad():
-                with_q.append(cosine(gaussian(oracle, x, q, mu, gen, std=std).grad, grad))
-                without.append(cosine(gaussian(oracle, x, q, mu, gen).grad, grad))
-            where[0] = step.x
-
-        run(opt, problem, steps, seed=ctx.seed, nonfinite="inf", callback=hook)
-        cq, cg = torch.stack(with_q).cpu(), torch.stack(without).cpu()  # [steps, images]
-        out[str(q)] = {
-            "query_mean": float(cq.mean()), "gaussian_mean": float(cg.mean()),
-            "query_std_over_images": float(cq.mean(0).std(unbiased=False)),
-            "gaussian_std_over_images": float(cg.mean(0).std(unbiased=False)),
-            "query_per_step": cq.mean(1).tolist(), "gaussian_per_step": cg.mean(1).tolist(),
-            "gaussian_theory": math.sqrt(q / (q + problem.dim + 1)),
-            # how far the QueryRNN's sampling is from isotropic (0: standard Gaussian)
-            "query_std_spread": float(torch.stack(spread).mean()),
-        }
-    return out
-
-
-def replay(name: str, hyperparameters: dict[str, Any], estimates: torch.Tensor) -> torch.Tensor:
-    """The updates ``x_{t+1} - x_t`` that optimizer ``name`` makes from a recorded estimate
-    sequence ``[T, d]`` (its own update rule, fed the same estimates)."""
-    opt = make(name, **hyperparameters)
-    x = torch.zeros(1, estimates.shape[1], dtype=estimates.dtype)
-    state = opt.init_state(x)
-    updates = []
-    for t, grad in enumerate(estimates):
-        state["t"] = t
-        new = opt.update(x, grad[None], state)
-        updates.append((new - x)[0])
-        x = new
-    return torch.stack(updates)
-
-
-def roughness(series: np.ndarray) -> np.ndarray:
-    """Noisiness of each column of ``[T, k]``: mean absolute step-to-step change over the
-    standard deviation (scale free; white noise ~ 1.13, a smooth trend ~ 0)."""
-    return np.abs(np.diff(series, axis=0)).mean(0) / (series.std(0) + 1e-30)
-
-
-def correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson correlation of each column pair of ``[T, k]`` arrays."""
-    a, b = a - a.mean(0), b - b.mean(0)
-    return (a * b).sum(0) / (np.sqrt((a * a).sum(0) * (b * b).sum(0)) + 1e-30)
-
-
-def trajectory_study(ctx: Context, steps: int, top: int) -> dict[str, Any]:
-    """Figure 4e: ZO-LSTM on the first MNIST test image; per step the predicted variance
-    (squared normalized QueryRNN std), the estimate and the update of every coordinate; the
-    ZO-SGD and ZO-ADAM updates replayed on the same estimates.  The plotted coordinate is the
-    one with the largest total |update|; the statistics use the ``top`` most active ones."""
-    task = ctx.task("mnist-attack")
-    image = task.instance_ids("test")[0]
-    q = task.default_q
-    problem = task.problem([image], trials=1, seed=ctx.seed)
-    rec: dict[str, list[torch.Tensor]] = {"variance": [], "estimate": [], "update": []}
-
-    def hook(t: int, step: Any, state: dict[str, Any]) -> None:
-        rec["variance"].append(mix_and_normalize(step.extras["std_pred"], 1.0)[0].square())
-        rec["estimate"].append(step.estimate[0])
-        rec["update"].append(state["prev_update"][0])
-
-    run(make("zo-lstm", checkpoint=ctx.learned("mnist-attack"), q=q), problem, steps,
-        seed=ctx.seed, nonfinite="inf", callback=hook)
-    var, est, upd = (torch.stack(rec[k]).double().cpu() for k in ("variance", "estimate",
-                                                                  "update"))
-    tuned = ctx.baselines("mnist-attack", ["zo-sgd", "zo-adam"])
-    sgd = replay("zo-sgd", {**tuned["zo-sgd"], "q": q}, est)
-    adam = replay("zo-adam", {**tuned["zo-adam"], "q": q}, est)
-    active = torch.argsort(upd.abs().sum(0), descending=True)[:top]
-    coord = int(active[0])
-    v, g, u = (s[:, active].numpy() for s in (var, est, upd))
-    stats = {"roughness_variance": float(np.median(roughness(v))),
-             "roughness_estimate": float(np.median(roughness(g))),
-             "roughness_update": float(np.median(roughness(u))),
-             "corr_variance_abs_update": float(np.median(correlation(v, np.abs(u)))),
-             "corr_variance_abs_estimate": float(np.median(correlation(v, np.abs(g))))}
-    return {"image": image, "coordinate": coord, "steps": steps, "q": q, "top": top,
-            "hyperparameters": {"zo-sgd": tuned["zo-sgd"], "zo-adam": tuned["zo-adam"]},
-            "variance": var[:, coord].tolist(), "estimate": est[:, coord].tolist(),
-            "update": upd[:, coord].tolist(), "zo-sgd": sgd[:, coord].tolist(),
-            "zo-adam": adam[:, coord].tolist(), "statistics_top": stats}
-
-
 @experiment("fig4", paper=(
     "Figure 4 (ablations and analysis). The QueryRNN and the UpdateRNN each improve ZO-LSTM "
     "(MNIST, CIFAR-10, binary classification); Guided ES helps much less than the QueryRNN; "
     "the QueryRNN raises the cosine similarity between estimate and gradient, more as q "
-    "grows; the UpdateRNN's update is smoother than the estimate."))
+    "grows; the UpdateRNN's update is smoother than the estimate."),
+    tuned=tuple(PANELS), learned=tuple(PANELS))
 def fig4(ctx: Context) -> dict[str, Any]:
     """Figure 4a-4e (section 4.4)."""
     panels: dict[str, Any] = {}
     for name in PANELS:
         reason = unavailable(ctx, name)
         panels[name] = {"skipped": reason} if reason else _panel(ctx, name)
-    cos_images = ctx.n_images()
+    cos_images = ctx.sizes("mnist-attack").instances
     cos_steps = ctx.pick(5, 100)
     q_grid = tuple(ctx.pick((5, 20), Q_GRID))
     cos = cosine_study(ctx, q_grid, cos_images, cos_steps)
@@ -246,8 +121,9 @@ def fig4(ctx: Context) -> dict[str, Any]:
     results = {"panels": {k: {kk: p[kk] for kk in ("optimizers", "summary")} if "summary" in p
                           else p for k, p in panels.items()},
                "cosine": cos, "trajectory": traj}
-    checks = _checks(panels, cos, traj)
-    names = [_figure(ctx, panels, cos, traj)]
+    titles = {name: ctx.task(name).protocol.title for name in PANELS}
+    checks = _checks(titles, panels, cos, traj)
+    names = [_figure(ctx, titles, panels, cos, traj)]
     return {"protocol": protocol, "results": results, "checks": checks, "figures": names}
 
 
@@ -255,12 +131,12 @@ def _fmt(s: dict[str, float]) -> str:
     return f"final {s['final']:.4g} / mean {s['auc']:.4g}"
 
 
-def _checks(panels: dict[str, Any], cos: dict[str, Any], traj: dict[str, Any]
-            ) -> list[dict[str, Any]]:
+def _checks(titles: dict[str, str], panels: dict[str, Any], cos: dict[str, Any],
+            traj: dict[str, Any]) -> list[dict[str, Any]]:
     """One check per claim of section 4.4, from the measured numbers."""
     checks: list[dict[str, Any]] = []
     gains: dict[str, float] = {}
-    for name, title in PANELS.items():
+    for name, title in titles.items():
         short = title.split(" ", 1)[1]
         if "summary" not in panels[name]:
             for module in ("QueryRNN", "UpdateRNN"):
@@ -281,9 +157,9 @@ def _checks(panels: dict[str, Any], cos: dict[str, Any], traj: dict[str, Any]
                             f"{_fmt(s[ablated])}"})
         gains[short] = -rel_diff(s["zo-lstm"]["auc"], s["zo-lstm-no-query"]["auc"])
         guided = -rel_diff(s["zo-lstm-guided-es"]["auc"], s["zo-lstm-no-query"]["auc"])
-        if name == "mnist-attack":
+        if PANELS[name].guided_es_helps:
             checks.append({
-                "claim": "(a) MNIST: Guided ES speeds up convergence over ZO-LSTM-no-query, "
+                "claim": f"{title}: Guided ES speeds up convergence over ZO-LSTM-no-query, "
                          "but much less than the QueryRNN",
                 "holds": bool(0 < guided < gains[short]),
                 "evidence": f"mean-loss gain over no-query: Guided ES {guided:+.1%}, "
@@ -294,12 +170,15 @@ def _checks(panels: dict[str, Any], cos: dict[str, Any], traj: dict[str, Any]
                          f"{NEGLIGIBLE:.0%} of ZO-LSTM-no-query)",
                 "holds": bool(abs(guided) <= NEGLIGIBLE),
                 "evidence": f"mean-loss change vs no-query: {guided:+.1%}"})
-    if "binary classification" in gains and len(gains) > 1:
-        attacks = {k: v for k, v in gains.items() if k != "binary classification"}
+    for name, panel in PANELS.items():
+        short = titles[name].split(" ", 1)[1]
+        if not panel.smallest_query_gain or short not in gains or len(gains) < 2:
+            continue
+        others = {k: v for k, v in gains.items() if k != short}
         checks.append({
-            "claim": "The QueryRNN's improvement is less significant on binary classification "
-                     "than on the attack tasks",
-            "holds": bool(all(gains["binary classification"] < v for v in attacks.values())),
+            "claim": f"The QueryRNN's improvement is less significant on {short} than on the "
+                     f"other tasks",
+            "holds": bool(all(gains[short] < v for v in others.values())),
             "evidence": "relative mean-loss gain over no-query: "
                         + ", ".join(f"{k} {v:+.1%}" for k, v in gains.items())})
     qs = list(cos)
@@ -335,12 +214,12 @@ def _checks(panels: dict[str, Any], cos: dict[str, Any], traj: dict[str, Any]
     return checks
 
 
-def _figure(ctx: Context, panels: dict[str, Any], cos: dict[str, Any],
+def _figure(ctx: Context, titles: dict[str, str], panels: dict[str, Any], cos: dict[str, Any],
             traj: dict[str, Any]) -> str:
     """2 x 3 panels: (a)-(c) ablations, (d) cosine vs q, (e) the coordinate's trajectory
     (top: variance, estimate, update; bottom: ZO-LSTM vs replayed ZO-SGD / ZO-ADAM)."""
     fig, axes = figures.grid(2, 3, width=5.0, height=3.8)
-    for ax, (name, title) in zip(axes[0], PANELS.items(), strict=True):
+    for ax, (name, title) in zip(axes[0], titles.items(), strict=True):
         p = panels[name]
         if "summary" not in p:
             ax.text(0.5, 0.5, f"{title}\nskipped: files missing", ha="center", va="center",
@@ -348,7 +227,7 @@ def _figure(ctx: Context, panels: dict[str, Any], cos: dict[str, Any],
             ax.set_axis_off()
             continue
         pr = p["protocol"]
-        figures.loss_panel(ax, p["optimizers"], log=name == "binary-classification",
+        figures.loss_panel(ax, p["optimizers"], log=ctx.task(name).protocol.log_loss,
                            title=f"{title} ({pr['instances']} x {pr['trials']} trials, "
                                  f"q={pr['q']})")
     ax = axes[1][0]
@@ -356,7 +235,7 @@ def _figure(ctx: Context, panels: dict[str, Any], cos: dict[str, Any],
     for key, name in (("query", "zo-lstm"), ("gaussian", "zo-lstm-no-query")):
         mean = [cos[str(q)][f"{key}_mean"] for q in qs]
         std = [cos[str(q)][f"{key}_std_over_images"] for q in qs]
-        figures.band(ax, qs, mean, std, name)
+        band(ax, qs, mean, std, label=figures.label(name), color=figures.color(name))
         ax.plot(qs, mean, "o", color=figures.color(name))
     ax.plot(qs, [cos[str(q)]["gaussian_theory"] for q in qs], ":", color="k", lw=1,
             label="theory N(0,I): sqrt(q/(q+d+1))")

@@ -1,7 +1,7 @@
 """The experiment registry of ``zol2l reproduce`` and the context every experiment runs in.
 
 An experiment is a function ``f(ctx) -> dict`` registered with :func:`experiment`.  It reads
-its sizes from ``ctx.pick(quick=..., full=...)``, runs its optimizers through
+its sizes from ``ctx.sizes(TASK)`` (the task's protocol), runs its optimizers through
 :meth:`Context.evaluate` (the evaluation harness, any backend) or :func:`zol2l.loop.run`,
 writes its figures into ``ctx.out`` and returns::
 
@@ -37,23 +37,29 @@ ExperimentFn = Callable[["Context"], dict[str, Any]]
 
 @dataclass(frozen=True)
 class Experiment:
-    """A registered experiment: ``name``, what the paper shows (``paper``), and its function."""
+    """A registered experiment: ``name``, what the paper shows (``paper``), its function, and
+    the tasks whose tuned baselines (``tuned``) and learned optimizers (``learned``) it
+    resolves (what ``--retrain`` retrains first)."""
 
     name: str
     paper: str
     func: ExperimentFn
+    tuned: tuple[str, ...] = ()
+    learned: tuple[str, ...] = ()
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
 
 
-def experiment(name: str, paper: str) -> Callable[[ExperimentFn], ExperimentFn]:
-    """Decorator: register ``func`` as the experiment ``name``; ``paper`` is the claim it checks."""
+def experiment(name: str, paper: str, *, tuned: Sequence[str] = (),
+               learned: Sequence[str] = ()) -> Callable[[ExperimentFn], ExperimentFn]:
+    """Decorator: register ``func`` as the experiment ``name``; ``paper`` is the claim it
+    checks; ``tuned`` / ``learned``: the tasks whose baselines / ZO-LSTMs it resolves."""
 
     def wrap(func: ExperimentFn) -> ExperimentFn:
         if name in EXPERIMENTS:
             raise ValueError(f"experiment {name!r} registered twice")
-        EXPERIMENTS[name] = Experiment(name, paper, func)
+        EXPERIMENTS[name] = Experiment(name, paper, func, tuple(tuned), tuple(learned))
         return func
 
     return wrap
@@ -84,15 +90,33 @@ def tuned_file(task: str) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class RunSizes:
+    """The sizes one experiment runs a task at (:meth:`Context.sizes`): test ``instances`` x
+    ``trials`` runs of ``steps`` steps with ``q`` directions; ``alpha`` is tuned on
+    ``tune_instances`` training instances for ``tune_steps`` steps (section 4.3)."""
+
+    instances: int
+    trials: int
+    steps: int
+    q: int
+    tune_instances: int
+    tune_steps: int
+
+
 @dataclass
 class Context:
     """Everything an experiment needs: sizes, tasks, tuned baselines, learned checkpoints.
 
+    Resolving tuned baselines (:meth:`baselines`) and checkpoints (:meth:`learned`) only reads
+    files: the shipped ones, or with ``retrain`` those that the retrain step
+    (:func:`zol2l.experiments.reproduce.retrain.retrain`) wrote into ``root/retrained/TASK``.
+
     Attributes:
         out: the experiment's output folder.
         quick: run the small version (tests, smoke checks).
-        retrain: tune the baselines and meta-train ZO-LSTM first (into ``out/retrained``)
-            instead of using the shipped files.
+        retrain: use the baselines tuned and the ZO-LSTMs meta-trained by the retrain step
+            instead of the shipped files.
         data_dir, device: passed to the attack tasks.
         seed: run seed of every evaluation.
         backend, resume: passed to :func:`zol2l.experiments.evaluate.evaluate`.
@@ -100,8 +124,8 @@ class Context:
         images, instances, trials: caps on the paper's protocol sizes (attack images, binary
             classification instances, trials per instance) for machines where the full
             protocol does not fit; ``None`` runs the paper's sizes.  What ran is recorded.
-        cifar_images: a separate cap for CIFAR-10 images (``images`` when ``None``): its
-            forward passes cost about 4x MNIST's and it queries 51 points per step.
+            Which cap bounds a task's instances is the task's ``protocol.caps``.
+        cifar_images: a separate cap for CIFAR-10 images (``images`` when ``None``).
         root: folder of the whole ``reproduce`` call (``retrained/`` lives there); ``out``
             by default.
     """
@@ -123,7 +147,6 @@ class Context:
     sources: dict[str, Any] = field(default_factory=dict)
     _tasks: dict[tuple[str, str], TaskFamily] = field(default_factory=dict, repr=False)
     _tuned: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict, repr=False)
-    _learned: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -134,18 +157,32 @@ class Context:
         """``quick`` in a quick run, else ``full``."""
         return quick if self.quick else full
 
-    def n_images(self, full: int = 100, quick: int = 2, task: str = "mnist-attack") -> int:
-        """Attack images of ``task`` to use: ``quick``, else ``min(full, images cap)``."""
-        cap = self.cifar_images if task == "cifar10-attack" and self.cifar_images else self.images
-        return quick if self.quick else min(full, cap or full)
-
-    def n_instances(self, full: int = 100, quick: int = 2) -> int:
-        """Binary-classification instances to use: ``quick``, else ``min(full, cap)``."""
-        return quick if self.quick else min(full, self.instances or full)
-
-    def n_trials(self, full: int = 10, quick: int = 1) -> int:
-        """Trials per instance: ``quick``, else ``min(full, trials cap)``."""
-        return quick if self.quick else min(full, self.trials or full)
+    def sizes(self, name: str, *, quick: Mapping[str, int] | None = None,
+              full: Mapping[str, int] | None = None) -> RunSizes:
+        """The sizes of task ``name``: its :class:`~zol2l.tasks.base.Protocol` at quick or
+        paper size (``quick`` / ``full`` override ``instances``, ``trials``, ``steps``,
+        ``tune_instances``), paper sizes bounded by the user's caps, instances by the splits."""
+        task = self.task(name)
+        p = task.protocol
+        test, train = len(task.instance_ids("test")), len(task.instance_ids("train"))
+        cap = next((getattr(self, c) for c in p.caps if getattr(self, c)), None)
+        if self.quick:
+            v = {"instances": p.quick.instances, "trials": p.quick.trials,
+                 "steps": p.quick.steps, "tune_instances": p.quick_tune_instances,
+                 **(quick or {})}
+            tune_steps = v["steps"]
+        else:
+            v = {"instances": p.full.instances, "trials": p.full.trials, "steps": p.full.steps,
+                 "tune_instances": p.tune_instances or train, **(full or {})}
+            v["instances"] = min(v["instances"], cap or v["instances"])
+            v["tune_instances"] = min(v["tune_instances"], cap or v["tune_instances"])
+            v["trials"] = min(v["trials"], self.trials or v["trials"])
+            # tuning on every training image is hours of CPU for CIFAR-10: with a cap, half
+            tune_steps = max(v["steps"] // 2, 1) if p.halve_capped_tune_steps and cap \
+                else v["steps"]
+        return RunSizes(instances=min(v["instances"], test), trials=v["trials"], steps=v["steps"],
+                        q=task.default_q, tune_instances=min(v["tune_instances"], train),
+                        tune_steps=tune_steps)
 
     def task(self, name: str, **options: Any) -> TaskFamily:
         """The task family ``name`` (cached per options); attack tasks get the context's data
@@ -157,16 +194,25 @@ class Context:
             self._tasks[key] = make_task(name, **options)
         return self._tasks[key]
 
+    def retrained(self, task: str) -> Path:
+        """The folder the retrain step writes ``task``'s files into."""
+        return Path(self.root or self.out) / "retrained" / task
+
+    def tuned_path(self, task: str) -> Path:
+        """The tuning file of ``task`` this context resolves (shipped, or retrained)."""
+        if not self.retrain:
+            return tuned_file(task)
+        path = self.retrained(task) / "hparams.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"no retrained baselines for {task!r} ({path}); the retrain "
+                                    f"step (`zol2l reproduce ... --retrain`) writes them")
+        return path
+
     def baselines(self, task: str, names: Sequence[str] = BASELINES) -> dict[str, dict[str, Any]]:
         """Tuned hyperparameters of the hand-designed optimizers ``names`` on ``task``
         (``{}`` for a name the tuning file lacks: the optimizer's defaults)."""
         if task not in self._tuned:
-            if self.retrain:
-                from zol2l.experiments.reproduce.retrain import retune
-
-                path = retune(self, task)
-            else:
-                path = tuned_file(task)
+            path = self.tuned_path(task)
             payload = json.loads(path.read_text())
             self._tuned[task] = {n: dict(e["hyperparameters"])
                                  for n, e in payload["optimizers"].items()}
@@ -178,26 +224,26 @@ class Context:
 
     def learned(self, task: str) -> str:
         """Checkpoint spec of the ZO-LSTM trained on ``task``: ``pretrained:TASK`` or, with
-        ``retrain``, the stage-2 file meta-trained into ``out/retrained``."""
-        if task not in self._learned:
-            if self.retrain:
-                from zol2l.experiments.reproduce.retrain import meta_train
-
-                self._learned[task] = str(meta_train(self, task))
-            else:
-                self._learned[task] = f"pretrained:{task}"
-            self.sources[f"zo-lstm:{task}"] = self._learned[task]
-        return self._learned[task]
+        ``retrain``, the stage-2 file the retrain step meta-trained."""
+        spec = f"pretrained:{task}"
+        if self.retrain:
+            path = self.retrained(task) / "query" / "query.safetensors"
+            if not path.is_file():
+                raise FileNotFoundError(f"no retrained ZO-LSTM for {task!r} ({path}); the "
+                                        f"retrain step (`zol2l reproduce ... --retrain`) "
+                                        f"writes it")
+            spec = str(path)
+        self.sources[f"zo-lstm:{task}"] = spec
+        return spec
 
     def evaluate(self, task: TaskFamily, optimizers: Mapping[str, Mapping[str, Any]], *,
                  tag: str, **kwargs: Any) -> dict[str, Any]:
         """:func:`~zol2l.experiments.evaluate.evaluate` through the context's backend; finished
         work units are kept in ``out/units/TAG`` so that ``--resume`` skips them.
 
-        A key of ``optimizers`` that is not a registered name is a label (for example
-        ``"zo-lstm-finetune"``): its hyperparameters then name the registered optimizer under
-        ``"optimizer"`` (``{"optimizer": "zo-lstm", "checkpoint": ...}``), and its block
-        appears under the label in the returned payload."""
+        A key ``NAME@LABEL`` of ``optimizers`` (for example ``"zo-lstm@zo-lstm-finetune"``)
+        runs the registered optimizer ``NAME`` (with the seeds ``NAME`` itself would get) and
+        is reported as ``LABEL`` in the returned payload."""
         from zol2l.experiments.evaluate import evaluate
         from zol2l.experiments.options import RunOptions
 
@@ -209,13 +255,13 @@ class Context:
         q = kwargs.pop("q", None)
         keep = kwargs.pop("keep", None)
         groups: list[tuple[str | None, dict[str, Mapping[str, Any]]]] = [(None, {})]
-        for label, hp in optimizers.items():
+        for key, hp in optimizers.items():
             hp = hp if q is None else {"q": q, **hp}
-            if "optimizer" in hp:
-                real = dict(hp)
-                groups.append((label, {str(real.pop("optimizer")): real}))
+            if "@" in key:
+                name, label = key.split("@", 1)
+                groups.append((label, {name: hp}))
             else:
-                groups[0][1][label] = hp
+                groups[0][1][key] = hp
         payload: dict[str, Any] | None = None
         blocks: dict[str, Any] = {}
         for label, table in groups:
@@ -235,8 +281,14 @@ class Context:
             else:
                 payload["seconds"] += part["seconds"]
         assert payload is not None, "no optimizers to evaluate"
-        payload["optimizers"] = {name: blocks[name] for name in optimizers}
+        payload["optimizers"] = {name: blocks[name] for name in labelled(optimizers)}
         return payload
+
+
+def labelled(optimizers: Mapping[str, Any]) -> dict[str, Any]:
+    """``optimizers`` keyed as :meth:`Context.evaluate` reports them
+    (``NAME@LABEL`` -> ``LABEL``)."""
+    return {key.split("@", 1)[-1]: value for key, value in optimizers.items()}
 
 
 def machine() -> dict[str, Any]:

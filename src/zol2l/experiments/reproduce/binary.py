@@ -41,13 +41,12 @@ def _slim(block: dict[str, Any]) -> dict[str, Any]:
 @experiment("fig3", paper=(
     "Figure 3 (binary classification). ZO-LSTM outperforms every hand-designed ZO optimizer "
     "(a) and beats ZO-SGD for every number of query directions q (b), minibatch size b (c) "
-    "and problem dimension d (d)."))
+    "and problem dimension d (d)."), tuned=(TASK,), learned=(TASK, "mnist-attack"))
 def fig3(ctx: Context) -> dict[str, Any]:
     """Figure 3a-3d (section 4.2)."""
     base = ctx.task(TASK)
-    test_ids, train_ids = base.instance_ids("test"), base.instance_ids("train")
-    n = min(ctx.n_instances(full=len(test_ids)), len(test_ids))
-    trials, steps, q = ctx.n_trials(), ctx.pick(20, base.default_steps), base.default_q
+    size = ctx.sizes(TASK)
+    n, trials, steps, q = size.instances, size.trials, size.steps, size.q
     defaults = {"q": q, "batch": base.batch, "dim": base.dim}
     run = {"split": "test", "instances": n, "trials": trials, "steps": steps}
     baselines = ctx.baselines(TASK)
@@ -55,14 +54,13 @@ def fig3(ctx: Context) -> dict[str, Any]:
 
     # (a) every optimizer, plus the MNIST-trained one with alpha tuned on the train datasets
     tuning = tune_alpha(ctx, base, mnist, grid=ctx.pick((0.5, 1.0), ALPHA_GRID),
-                        instances=min(ctx.n_instances(full=len(train_ids)), len(train_ids)),
-                        trials=1, steps=steps, q=q, tag="fig3-alpha")
+                        instances=size.tune_instances, trials=1, steps=steps, q=q,
+                        tag="fig3-alpha")
     opts = {name: {**hp, "q": q} for name, hp in baselines.items()}
     opts["zo-lstm"] = {"checkpoint": lstm, "q": q}
+    opts[f"zo-lstm@{TRANSFER}"] = {"checkpoint": mnist, "alpha": tuning["best"], "q": q}
     res_a = ctx.evaluate(base, opts, tag="fig3-a", q=q, **run)
-    res_ft = ctx.evaluate(base, {"zo-lstm": {"checkpoint": mnist, "alpha": tuning["best"],
-                                             "q": q}}, tag="fig3-a-finetune", q=q, **run)
-    panel_a = {**res_a["optimizers"], TRANSFER: res_ft["optimizers"]["zo-lstm"]}
+    panel_a = res_a["optimizers"]
 
     # (b)-(d) ZO-SGD vs ZO-LSTM over q, b, d (the default setting is panel (a)'s run)
     sweeps: dict[str, dict[str, Any]] = {}

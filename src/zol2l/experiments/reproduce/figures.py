@@ -7,7 +7,7 @@ figure is a grid of such panels, written at 120 dpi.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import matplotlib
@@ -15,6 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from zol2l.experiments.plots import band  # noqa: E402
 
 #: one colour per optimizer, the same in every figure
 COLORS = {
@@ -41,22 +43,6 @@ def color(name: str) -> str | None:
     return COLORS.get(name)
 
 
-def band(ax: Any, xs: Sequence[float] | np.ndarray, mean: Sequence[float] | np.ndarray,
-         std: Sequence[float] | np.ndarray | None, name: str, *, log: bool = False,
-         lw: float = 1.6) -> None:
-    """Plot ``mean`` against ``xs`` with a shaded ``+-std`` band, labelled and coloured."""
-    xs, mean = np.asarray(xs, dtype=float), np.asarray(mean, dtype=float)
-    (line,) = ax.plot(xs, mean, label=label(name), color=color(name), lw=lw)
-    if std is not None:
-        std = np.asarray(std, dtype=float)
-        low = mean - std
-        if log:
-            low = np.maximum(low, np.nanmin(mean[mean > 0]) * 0.5 if (mean > 0).any() else 1e-12)
-        ax.fill_between(xs, low, mean + std, color=line.get_color(), alpha=0.18, lw=0)
-    if log:
-        ax.set_yscale("log")
-
-
 def loss_panel(ax: Any, blocks: Mapping[str, Mapping[str, Any]], *, title: str,
                queries: bool = False, log: bool = False, ylabel: str = "loss") -> None:
     """One panel of mean loss +- std per optimizer from evaluation blocks
@@ -66,7 +52,7 @@ def loss_panel(ax: Any, blocks: Mapping[str, Mapping[str, Any]], *, title: str,
         xs = np.arange(len(mean), dtype=float)
         if queries:
             xs = np.concatenate([[0], np.cumsum(block["queries_per_step"])])[: len(mean)]
-        band(ax, xs, mean, block.get("loss_std"), name, log=log)
+        band(ax, xs, mean, block.get("loss_std"), label=label(name), color=color(name), log=log)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("queries" if queries else "iteration")
     ax.set_ylabel(ylabel)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 from zol2l.experiments.reproduce import figures
@@ -87,46 +88,26 @@ def rel_diff(value: float, reference: float) -> float:
     return (value - reference) / abs(reference)
 
 
-def _sizes(ctx: Context, task: TaskFamily) -> dict[str, Any]:
-    """Test sizes, steps and alpha-tuning sizes of one target task (recorded as they ran)."""
-    attack = task.name.endswith("-attack")
-    steps = ctx.pick(5 if task.name == "cifar10-attack" else 10 if attack else 20,
-                     task.default_steps)
-    if attack:
-        quick_images = 1 if task.name == "cifar10-attack" else 2
-        n = ctx.n_images(quick=quick_images, task=task.name)
-        # tuning on every training image is hours of CPU for CIFAR-10: 20 images, and half the
-        # steps when the caller caps the sizes
-        tune_n = ctx.n_images(full=20, quick=1, task=task.name)
-        capped = ctx.cifar_images if task.name == "cifar10-attack" else ctx.images
-        tune_steps = steps if ctx.quick or not (capped or ctx.images) else max(steps // 2, 1)
-    else:
-        n = min(ctx.n_instances(), len(task.instance_ids("test")))
-        tune_n = min(ctx.n_instances(full=len(task.instance_ids("train"))),
-                     len(task.instance_ids("train")))
-        tune_steps = steps
-    return {"instances": n, "trials": ctx.n_trials(), "steps": steps, "q": task.default_q,
-            "tune_instances": tune_n, "tune_trials": 1, "tune_steps": tune_steps}
-
-
 def transfer(ctx: Context, target: str, tag: str) -> dict[str, Any]:
     """Tune alpha of the MNIST-trained optimizer on ``target``'s training instances, then
     evaluate it, the target-trained ZO-LSTM and tuned ZO-SGD on the test instances."""
     task = ctx.task(target)
-    size = _sizes(ctx, task)
-    q, source = size["q"], ctx.learned("mnist-attack")
+    size = ctx.sizes(target)
+    q, source = size.q, ctx.learned("mnist-attack")
     tuning = tune_alpha(ctx, task, source, grid=ctx.pick((0.5, 1.0), ALPHA_GRID),
-                        instances=size["tune_instances"], trials=size["tune_trials"],
-                        steps=size["tune_steps"], q=q, tag=f"{tag}-tune")
-    run = {"split": "test", "instances": size["instances"], "trials": size["trials"],
-           "steps": size["steps"], "q": q}
+                        instances=size.tune_instances, trials=1, steps=size.tune_steps, q=q,
+                        tag=f"{tag}-tune")
+    run = {"split": "test", "instances": size.instances, "trials": size.trials,
+           "steps": size.steps, "q": q}
     sgd = {**ctx.baselines(target, ["zo-sgd"])["zo-sgd"], "q": q}
     res = ctx.evaluate(task, {"zo-sgd": sgd, "zo-lstm": {"checkpoint": ctx.learned(target),
-                                                         "q": q}}, tag=tag, **run)
-    moved = ctx.evaluate(task, {"zo-lstm": {"checkpoint": source, "alpha": tuning["best"],
-                                            "q": q}}, tag=f"{tag}-transfer", **run)
-    blocks = {**res["optimizers"], TRANSFER: moved["optimizers"]["zo-lstm"]}
-    return {"protocol": {**size, "test_ids": res["instances"], "alpha_tuning": tuning,
+                                                         "q": q},
+                              f"zo-lstm@{TRANSFER}": {"checkpoint": source,
+                                                      "alpha": tuning["best"], "q": q}},
+                       tag=tag, **run)
+    blocks = res["optimizers"]
+    return {"protocol": {**asdict(size), "tune_trials": 1, "test_ids": res["instances"],
+                         "alpha_tuning": tuning,
                          "optimizers": {k: b["hyperparameters"] for k, b in blocks.items()}},
             "optimizers": blocks}
 
@@ -134,15 +115,20 @@ def transfer(ctx: Context, target: str, tag: str) -> dict[str, Any]:
 @experiment("generalization", paper=(
     "Section 4.3 (generalization across task classes). The MNIST-trained ZO-LSTM, with its "
     "update scale alpha tuned on the target task, performs almost identically to the ZO-LSTM "
-    "trained on binary classification and comparably to the one trained on CIFAR-10."))
+    "trained on binary classification and comparably to the one trained on CIFAR-10."),
+    tuned=("binary-classification", "cifar10-attack"),
+    learned=("mnist-attack", "binary-classification", "cifar10-attack"))
 def generalization(ctx: Context) -> dict[str, Any]:
     """The MNIST-trained optimizer on binary classification and the CIFAR-10 attack."""
-    targets = {"binary-classification": "Binary classification", "cifar10-attack": "CIFAR-10"}
+    # the target tasks, each with the paper's words for how close the transfer comes
+    targets = {"binary-classification": ("Binary classification", "almost identically to"),
+               "cifar10-attack": ("CIFAR-10", "comparably with (the paper finetunes; here only "
+                                              "alpha is tuned)")}
     protocol: dict[str, Any] = {"source": ctx.learned("mnist-attack"), "tolerance": TOLERANCE,
                                 "transfer_name": TRANSFER, "targets": {}}
     results: dict[str, Any] = {}
     checks: list[dict[str, Any]] = []
-    for target, title in targets.items():
+    for target, (title, word) in targets.items():
         reason = unavailable(ctx, target)
         if reason is not None:
             protocol["targets"][target] = {"skipped": reason}
@@ -161,8 +147,6 @@ def generalization(ctx: Context) -> dict[str, Any]:
                            "relative_difference": diff if math.isfinite(diff) else None,
                            "alpha": alpha, "alpha_scores": out["protocol"]["alpha_tuning"]
                            ["scores"]}
-        word = "almost identically to" if target == "binary-classification" else \
-            "comparably with (the paper finetunes; here only alpha is tuned)"
         checks.append({
             "claim": f"{title}: the MNIST-trained ZO-LSTM (alpha tuned on train) performs {word} "
                      f"the ZO-LSTM trained on the target task (final loss within "
@@ -190,7 +174,7 @@ def _figure(ctx: Context, results: dict[str, Any], protocol: dict[str, Any]) -> 
             ax.set_axis_off()
             continue
         p = protocol["targets"][target]
-        figures.loss_panel(ax, res["optimizers"], log=target == "binary-classification",
+        figures.loss_panel(ax, res["optimizers"], log=ctx.task(target).protocol.log_loss,
                            title=f"{title}: {p['instances']} test x {p['trials']} trials\n"
                                  f"finetune = MNIST-trained, alpha={res['alpha']:g}")
     ax = axes[0][2]

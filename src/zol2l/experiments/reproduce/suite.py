@@ -14,6 +14,7 @@ from zol2l.experiments.reproduce.base import (
     machine,
     run_experiment,
 )
+from zol2l.experiments.reproduce.retrain import retrain
 from zol2l.fileio import write_json_atomic
 
 
@@ -23,17 +24,23 @@ def reproduce(name: str, out: str | os.PathLike, **options: Any) -> dict[str, An
     ``data_dir``, ``device``, ``seed``, ``backend``, ``resume``, ``progress``).
 
     One experiment writes ``out/results.json`` and its figures; ``all`` writes each experiment
-    into ``out/NAME/`` and an index ``out/results.json`` with every experiment's checks."""
+    into ``out/NAME/`` and an index ``out/results.json`` with every experiment's checks.  With
+    ``retrain`` the retrain step (:func:`~zol2l.experiments.reproduce.retrain.retrain`) first
+    makes the files of every task the experiments need."""
     out = Path(out)
-    if name != "all":
-        if name not in EXPERIMENTS:
-            raise ValueError(f"unknown experiment {name!r}; available: "
-                             f"{', '.join(available_experiments())}, all")
-        return run_experiment(name, Context(out, **options))
+    if name != "all" and name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; available: "
+                         f"{', '.join(available_experiments())}, all")
+    names = available_experiments() if name == "all" else [name]
     start = time.perf_counter()
     ctx = Context(out, **options)
+    if ctx.retrain:
+        retrain(ctx, tuned=[t for n in names for t in EXPERIMENTS[n].tuned],
+                learned=[t for n in names for t in EXPERIMENTS[n].learned])
+    if name != "all":
+        return run_experiment(name, ctx)
     index: dict[str, Any] = {}
-    for exp in available_experiments():
+    for exp in names:
         ctx.out = out / exp
         ctx.out.mkdir(parents=True, exist_ok=True)
         payload = run_experiment(exp, ctx)

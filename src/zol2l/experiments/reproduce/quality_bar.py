@@ -1,0 +1,161 @@
+"""The quality bar: ZO-LSTM, its ablations and the tuned baselines on the TEST instances.
+
+On each task, through the one harness (:meth:`Context.evaluate`), at the task's protocol sizes:
+
+* the hand-designed baselines with the hyperparameters ``zol2l tune`` chose on TRAINING
+  instances (``src/zol2l/tuned/TASK.json``);
+* ``zo-lstm`` (``pretrained:TASK``; on CIFAR-10 the MNIST optimizer finetuned there) and its
+  ablations ``zo-lstm-no-query``, ``zo-lstm-no-update`` (ZO-SGD's tuned step) and
+  ``zo-lstm-guided-es``.
+
+:func:`measure` reports per optimizer the mean final loss with its standard error, the success
+rate and the iterations to first success (attacks); the paired difference of each optimizer's
+final loss to ZO-LSTM's over the same (instance, trial) rows, with its standard error; and the
+bars (``holds`` true/false): ZO-LSTM's mean final loss below every baseline's, its mean
+iterations to first success below every baseline's (attacks), and ZO-LSTM-no-query and
+ZO-LSTM-no-update both ending above ZO-LSTM (Figure 4a).  ``bench/quality_bar.py`` is its
+command line.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from zol2l.experiments.reproduce import figures
+from zol2l.experiments.reproduce.ablations import ablation_optimizers
+from zol2l.experiments.reproduce.base import BASELINES, Context, experiment
+from zol2l.experiments.reproduce.generalization import tune_alpha
+
+#: the tasks of the registered ``quality-bar`` experiment
+TASKS = ("mnist-attack", "cifar10-attack", "binary-classification")
+ABLATIONS = ("zo-lstm-no-query", "zo-lstm-no-update", "zo-lstm-guided-es")
+
+
+def optimizers(ctx: Context, task: str, q: int) -> dict[str, dict[str, Any]]:
+    """The tuned baselines the tuning file holds, ZO-LSTM and its three ablations."""
+    table = {n: {**hp, "q": q} for n, hp in ctx.baselines(task).items() if hp}
+    table.update({k: v for k, v in ablation_optimizers(ctx, task, q).items() if k != "zo-sgd"})
+    return table
+
+
+def summarize(payload: dict[str, Any]) -> dict[str, Any]:
+    """Per-optimizer numbers and paired differences to ZO-LSTM."""
+    blocks = payload["optimizers"]
+    ref = np.asarray(blocks["zo-lstm"]["final_loss"], dtype=np.float64)
+    rows: dict[str, Any] = {}
+    for name, block in blocks.items():
+        final = np.asarray(block["final_loss"], dtype=np.float64)
+        diff = final - ref
+        n = final.size
+        rows[name] = {
+            "final_loss_mean": float(final.mean()),
+            "final_loss_se": float(final.std(ddof=1) / math.sqrt(n)) if n > 1 else None,
+            "minus_zo_lstm_mean": float(diff.mean()),
+            "minus_zo_lstm_se": float(diff.std(ddof=1) / math.sqrt(n)) if n > 1 else None,
+            **{k: block.get(k) for k in ("success_rate", "iters_to_success_mean",
+                                         "iters_to_success_median", "queries_to_success_mean",
+                                         "total_queries", "seconds")},
+        }
+    return rows
+
+
+def bars(rows: dict[str, Any]) -> dict[str, Any]:
+    """The issue's bars, each with ``holds`` and the numbers it compares."""
+    lstm = rows["zo-lstm"]
+    base = [n for n in rows if n in BASELINES]
+    out: dict[str, Any] = {
+        "final_loss_below_every_baseline": {
+            "holds": all(lstm["final_loss_mean"] < rows[n]["final_loss_mean"] for n in base),
+            "zo-lstm": lstm["final_loss_mean"],
+            "baselines": {n: rows[n]["final_loss_mean"] for n in base}},
+        "ablations_worse_than_zo_lstm": {
+            "holds": all(rows[n]["final_loss_mean"] > lstm["final_loss_mean"]
+                         for n in ("zo-lstm-no-query", "zo-lstm-no-update")),
+            "zo-lstm": lstm["final_loss_mean"],
+            "ablations": {n: rows[n]["final_loss_mean"] for n in ABLATIONS}},
+    }
+    if lstm.get("iters_to_success_mean") is not None:
+        its = {n: rows[n]["iters_to_success_mean"] for n in base}
+        out["iters_to_success_below_every_baseline"] = {
+            "holds": all(v is None or lstm["iters_to_success_mean"] < v for v in its.values()),
+            "zo-lstm": lstm["iters_to_success_mean"], "baselines": its,
+            "success_rates": {n: rows[n]["success_rate"] for n in [*base, "zo-lstm"]}}
+    return out
+
+
+def table(rows: dict[str, Any]) -> str:
+    """A markdown table of ``rows``."""
+    def fmt(v: Any, spec: str = ".4f") -> str:
+        return "n/a" if v is None else format(v, spec)
+
+    lines = ["| optimizer | final loss (± se) | minus ZO-LSTM (± se, paired) | success | "
+             "iters to success |", "|---|---|---|---|---|"]
+    for name, r in rows.items():
+        lines.append(
+            f"| {name} | {fmt(r['final_loss_mean'])} ± {fmt(r['final_loss_se'])} | "
+            f"{fmt(r['minus_zo_lstm_mean'], '+.4f')} ± {fmt(r['minus_zo_lstm_se'])} | "
+            f"{fmt(r['success_rate'], '.3f')} | {fmt(r['iters_to_success_mean'], '.1f')} |")
+    return "\n".join(lines)
+
+
+def measure(ctx: Context, task_name: str, *, instances: int, trials: int, steps: int,
+            alpha_grid: Sequence[float] = (), tune_instances: int = 2,
+            instance_chunk: int | None = 10, **task_options: Any) -> dict[str, Any]:
+    """The bar on ``task_name``: the optimizers on the first ``instances`` test instances x
+    ``trials`` for ``steps`` steps.  With ``alpha_grid``, ZO-LSTM's update scale ``alpha``
+    (section 4.3) is first picked on the first ``tune_instances`` TRAINING instances (1 trial)
+    and the learned variants with an UpdateRNN run with it."""
+    task = ctx.task(task_name, **task_options)
+    q = task.default_q
+    table_ = optimizers(ctx, task_name, q)
+    tuning = None
+    if alpha_grid:
+        tuning = tune_alpha(ctx, task, table_["zo-lstm"]["checkpoint"], grid=alpha_grid,
+                            instances=tune_instances, trials=1, steps=steps, q=q, tag="alpha")
+        for name in ("zo-lstm", "zo-lstm-no-query", "zo-lstm-guided-es"):
+            table_[name]["alpha"] = tuning["best"]
+    payload = ctx.evaluate(task, table_, tag=f"bar-{task_name}", split="test",
+                           instances=instances, trials=trials, steps=steps, q=q,
+                           instance_chunk=instance_chunk)
+    rows = summarize(payload)
+    return {"task": task_name, "split": "test", "instances": len(payload["instances"]),
+            "trials": trials, "steps": steps, "q": q, "seed": ctx.seed,
+            "device": payload["device"],
+            "hyperparameters": {n: b["hyperparameters"] for n, b in payload["optimizers"].items()},
+            "alpha_tuning": tuning, "optimizers": rows, "bars": bars(rows),
+            "curves": payload["optimizers"]}
+
+
+@experiment("quality-bar", paper=(
+    "The project's quality bar. On each task ZO-LSTM ends below every tuned baseline, needs "
+    "fewer iterations to the first attack success, and beats ZO-LSTM-no-query and "
+    "ZO-LSTM-no-update."), tuned=TASKS, learned=TASKS)
+def quality_bar(ctx: Context) -> dict[str, Any]:
+    """The bar on every task of :data:`TASKS` at its protocol sizes."""
+    found: dict[str, Any] = {}
+    for name in TASKS:
+        size = ctx.sizes(name)
+        found[name] = measure(ctx, name, instances=size.instances, trials=size.trials,
+                              steps=size.steps)
+    checks = [{"claim": f"{name}: {bar.replace('_', ' ')}", "holds": bool(entry["holds"]),
+               "evidence": f"ZO-LSTM {entry['zo-lstm']}; "
+                           + ", ".join(f"{k} {v}" for k, v in next(
+                               v for key, v in entry.items()
+                               if key in ("baselines", "ablations")).items())}
+              for name, res in found.items() for bar, entry in res["bars"].items()]
+    fig, axes = figures.grid(1, len(TASKS))
+    for ax, (name, res) in zip(axes[0], found.items(), strict=True):
+        figures.loss_panel(ax, res["curves"], log=ctx.task(name).protocol.log_loss,
+                           title=f"{name}: {res['instances']} x {res['trials']} trials")
+    figure = figures.save(fig, ctx.out / "quality-bar.png",
+                          suptitle="Quality bar: tuned baselines, ZO-LSTM and its ablations "
+                                   "(test instances)")
+    keys = ("instances", "trials", "steps", "q", "hyperparameters")
+    return {"protocol": {name: {k: res[k] for k in keys} for name, res in found.items()},
+            "results": {name: {"optimizers": res["optimizers"], "bars": res["bars"]}
+                        for name, res in found.items()},
+            "checks": checks, "figures": [figure]}
