@@ -1,5 +1,5 @@
 """The general ZO-LSTM on the paper's tasks: against the task-specific ZO-LSTM and the tuned
-baselines, on the TEST instances (issue 15's last bar).
+baselines, on the TEST instances (the last row of the quality bar in docs/general.md).
 
 Usage:
   python bench/general_paper_tasks.py --task binary-classification --instances 10 --trials 10

@@ -26,10 +26,11 @@ from zol2l.tasks.base import Problem
 from zol2l.validation import check_x0
 
 #: Default ``mu`` of ``minimize`` / ``AskTell`` on a user's objective (any dtype), chosen by
-#: ``bench/bench_mu_noise.py`` (see docs/mu.md): among the powers of ten whose worst case
-#: converges on every measured setting (evaluation noise 0 to 0.1), the one with the lowest
-#: geometric-mean final gap.  The per-dtype :data:`zol2l.estimators.DEFAULT_MU` (exact
-#: directional derivatives) stays the default of the tasks.
+#: ``bench/bench_mu_noise.py`` (docs/blackbox.md, "The default mu"): among the powers of ten
+#: whose worst case converges on every measured setting (evaluation noise 0 to 0.1), the one
+#: with the lowest geometric-mean final gap.  The per-dtype
+#: :data:`zol2l.estimators.DEFAULT_MU` (exact directional derivatives) stays the default of
+#: the tasks.
 BLACKBOX_MU = 1e-2
 
 #: Keywords of :func:`zol2l.minimize` besides the optimizer's hyperparameters.

@@ -76,8 +76,8 @@ class TargetCNN(nn.Module):
         """A frozen inference copy: every BatchNorm folded into the convolution before it
         (``w * gamma / sqrt(var + eps)``, bias ``beta - mean * gamma / sqrt(var + eps)``, eval
         statistics) and channels-last activations.  The logits agree with the eval-mode model
-        to float32 rounding (~1e-6); on this CPU the MNIST meta-training runs 1.5x faster
-        (bench/results/meta_mnist.json)."""
+        to float32 rounding (~1e-6); the MNIST meta-training runs about 1.5x faster with it
+        (docs/decisions.md, "Inference form of the shipped targets")."""
         model = copy.deepcopy(self).eval()
         layers: list[nn.Module] = []
         for layer in model.features:

@@ -45,7 +45,11 @@ def _fraction(pairs: list[tuple[float | None, float | None]], within: float = 1.
 
 
 def quality_bar(payload: dict[str, Any], subject: str = SUBJECT) -> dict[str, Any]:
-    """The quality bar of the general optimizer on this payload (issue 15's wording)."""
+    """The quality bar of the general optimizer on this payload: it never ends above
+    ``f(x0)``; it beats default ZO-ADAM on at least 90% and tuned ZO-ADAM on at least 70% of
+    the (problem, budget) pairs; and, when CMA-ES ran, the fractions of pairs where it is ahead
+    of CMA-ES at d >= 500 and on the noisy problems, and within 3x of it (in final value) at
+    d <= 100 without noise (the table in docs/general.md)."""
     above = sum(t[subject]["above_start"] for _, _, t in _entries(payload))
     bar: dict[str, Any] = {"runs_above_start": above, "never_above_start": above == 0}
     w = wins(payload, subject)

@@ -1,16 +1,18 @@
 """Train the MNIST and CIFAR-10 targets on the GPU machine from the packed ``.devdata/``.
 
-Run through ``bench/device_train_targets.sh`` (repo root, ``$OUT`` set, ``.devdata`` carried):
-it decodes ``.devdata/cifar10_packed.npz`` (see ``bench/pack_device_data.py``) into a
-``cifar10.npz``-format file under ``--work``, trains MNIST then CIFAR-10 with
+Run through ``tools/device/device_train_targets.sh`` (repo root, ``$OUT`` set, ``.devdata``
+carried): it decodes ``.devdata/cifar10_packed.npz`` (see
+``tools/device/pack_device_data.py``) into a ``cifar10.npz``-format file under ``--work``,
+trains MNIST then CIFAR-10 with
 ``zol2l.train_target.train_target(..., device="cuda", amp=True, channels_last=True)`` (bf16
 autocast; weights and the final evaluation stay float32) and writes ``mnist.safetensors``,
 ``mnist.json``, ``cifar10.safetensors`` and ``cifar10.json`` into ``--out``.
 
 Needs only torch, numpy and Pillow: the ``zol2l`` package is imported without running its
 ``__init__``, and safetensors/tqdm are optional in ``zol2l.train_target``.
-Local smoke test: ``python bench/device_train_targets.py --device cpu --out /tmp/o --subset 256
---batch-size 64 --mnist-epochs 1 --cifar-epochs 1``. Exit status 3 means an accuracy bar was missed.
+Local smoke test: ``python tools/device/device_train_targets.py --device cpu --out /tmp/o
+--subset 256 --batch-size 64 --mnist-epochs 1 --cifar-epochs 1``. Exit status 3 means an
+accuracy bar was missed.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MNIST_SHA256 = "06af5dfe73b70e3bc1c36439982b18a8d76803db9b544f6fdf838a37fbb01b64"
 BARS = {"mnist": 0.992, "cifar10": 0.827}
 
@@ -126,8 +128,8 @@ def main() -> int:
         if args.only and name != args.only:
             continue
         out = args.out / f"{name}.safetensors"
-        command = ("OUT=... bash bench/device_train_targets.sh  # i.e. "
-                   + shlex.join(["python3", "bench/device_train_targets.py", *sys.argv[1:]]))
+        command = ("OUT=... bash tools/device/device_train_targets.sh  # i.e. "
+                   + shlex.join(["python3", "tools/device/device_train_targets.py", *sys.argv[1:]]))
         meta = tt.train_target(name, args.work, out, epochs=epochs, seed=args.seed,
                                batch_size=args.batch_size,
                                device=args.device, progress=False, amp=True,

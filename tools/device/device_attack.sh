@@ -4,7 +4,7 @@
 # $OUT/device_attack.tar.gz.  Each stage has its own time limit so that the archive always
 # comes back.  ZOL2L_SRC names the source tree to use (default: src).
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 export PYTHONPATH="${ZOL2L_SRC:-src}" PYTHONUNBUFFERED=1
 export ZOL2L_DATA_DIR="${ZOL2L_DATA_DIR:-.devdata2}"
 R="$OUT/r"

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# GPU runs (device tool) of issue 4's quality bar (bench/quality_bar.py) on the TEST images.
-#   bash bench/device_quality_bar.sh mnist    # MNIST attack, 100 x 10 trials (full protocol)
-#   bash bench/device_quality_bar.sh cifar10  # CIFAR-10, 100 x 10; ZO-LSTM's alpha picked on
+# GPU runs (device tool) of the quality bar (bench/quality_bar.py) on the TEST images.
+#   bash tools/device/device_quality_bar.sh mnist    # MNIST attack, 100 x 10 trials (full protocol)
+#   bash tools/device/device_quality_bar.sh cifar10  # CIFAR-10, 100 x 10; ZO-LSTM's alpha picked on
 #                                             # the 2 training images the baselines were tuned on
-# Data: .devdata2 (bench/pack_device_data.py; name it in carry).  JSON lands in $OUT.
+# Data: .devdata2 (tools/device/pack_device_data.py; name it in carry).  JSON lands in $OUT.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 export PYTHONPATH=src PYTHONUNBUFFERED=1 ZOL2L_DATA_DIR="${ZOL2L_DATA_DIR:-.devdata2}"
 stage() { local limit=$1; shift; local t0=$SECONDS; echo "== $*"; timeout "$limit" "$@"; \
   echo "== exit $? after $((SECONDS - t0)) s"; }

@@ -1,6 +1,6 @@
 """Pack MNIST and CIFAR-10 small enough to travel to the GPU machine (run here, once).
 
-Usage (repo root): python bench/pack_device_data.py [--src ../shared/data] [--dst .devdata]
+Usage (repo root): python tools/device/pack_device_data.py [--src ../shared/data] [--dst .devdata]
 
 The repository copy sent to the GPU machine must stay under 64 MiB, but cifar10.npz is 144 MB.
 This writes into ``.devdata/`` (git-ignored; name it in ``carry``):
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MNIST_SHA256 = "06af5dfe73b70e3bc1c36439982b18a8d76803db9b544f6fdf838a37fbb01b64"
 CIFAR_SHA256 = "dc4bd2a3b6c37baaeda883ce909612c4318fde40b9ff67f881d1f9c10cde35a4"
 ROWS, COLS = 25, 40  # images per sprite: 1,000

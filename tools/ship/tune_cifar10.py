@@ -7,8 +7,9 @@ The paper's protocol (``zol2l tune``: 6 coarse deltas, 9 refinements, 6 Adam bet
 on MNIST (0.9, 0.996).  It writes ``src/zol2l/tuned/cifar10-attack.json`` (the file
 ``zol2l reproduce`` uses) with the reduced protocol recorded in it.
 
-    OMP_NUM_THREADS=2 python bench/tune_cifar10.py --images 2
-    OMP_NUM_THREADS=2 python bench/tune_cifar10.py --images 2 --coarse 0.5,1,2 --refine 1 --merge
+    OMP_NUM_THREADS=2 python tools/ship/tune_cifar10.py --images 2
+    OMP_NUM_THREADS=2 python tools/ship/tune_cifar10.py --images 2 --coarse 0.5,1,2 \
+        --refine 1 --merge
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from zol2l.experiments.evaluate import write_json
 from zol2l.experiments.options import RunOptions
 from zol2l.tasks import make_task
 
-OUT = Path(__file__).resolve().parents[1] / "src" / "zol2l" / "tuned" / "cifar10-attack.json"
+OUT = Path(__file__).resolve().parents[2] / "src" / "zol2l" / "tuned" / "cifar10-attack.json"
 
 
 def merge(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -67,7 +68,7 @@ def main() -> None:
         payload = merge(json.loads(args.out.read_text()), payload)
         note = f"{payload['protocol_note']}; then {note}"
     else:
-        note = (f"reduced CPU tuning (bench/tune_cifar10.py): first {args.images} training "
+        note = (f"reduced CPU tuning (tools/ship/tune_cifar10.py): first {args.images} training "
                 f"images, 1 trial, {args.steps} steps, zo-adam betas fixed at (0.9, 0.996) "
                 f"from the MNIST tuning; {note}")
     payload["protocol_note"] = note
