@@ -31,7 +31,8 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--steps", type=int, default=None, help="default: the task's")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--max-batch", type=int, default=1024, help="attack forward-pass chunk")
+    p.add_argument("--max-batch", type=int, default=None,
+                   help="attack forward-pass memory cap (default: the task's)")
     p.add_argument("--instance-chunk", type=int, default=10)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -50,7 +51,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, make_backend(args.backend) as backend:
         ctx = Context(out=Path(args.workdir or tmp), data_dir=args.data_dir, device=args.device,
                       seed=args.seed, resume=args.resume, progress=False, backend=backend)
-        options = {"max_batch": args.max_batch} if args.task.endswith("-attack") else {}
+        options = {} if args.max_batch is None else {"max_batch": args.max_batch}
         steps = args.steps or ctx.task(args.task, **options).default_steps
         grid = [float(a) for a in args.tune_alpha.split(",")] if args.tune_alpha else []
         found = measure(ctx, args.task, instances=args.instances, trials=args.trials,

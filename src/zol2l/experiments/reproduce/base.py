@@ -31,6 +31,7 @@ import torch
 from zol2l.fileio import undefined_as_null, write_json_atomic
 from zol2l.tasks import make_task
 from zol2l.tasks.base import TaskFamily
+from zol2l.tasks.registry import task_class
 
 ExperimentFn = Callable[["Context"], dict[str, Any]]
 
@@ -184,11 +185,16 @@ class Context:
                         q=task.default_q, tune_instances=min(v["tune_instances"], train),
                         tune_steps=tune_steps)
 
+    def machine_options(self, name: str) -> dict[str, Any]:
+        """The context's ``data_dir`` and ``device`` for the options of task ``name`` that
+        take them (those its family declares, e.g. the attacks')."""
+        declared = {o.name for o in task_class(name).cli_options}
+        return {k: v for k, v in (("data_dir", self.data_dir), ("device", self.device))
+                if k in declared}
+
     def task(self, name: str, **options: Any) -> TaskFamily:
-        """The task family ``name`` (cached per options); attack tasks get the context's data
-        folder and device."""
-        if name.endswith("-attack"):
-            options = {"data_dir": self.data_dir, "device": self.device, **options}
+        """The task family ``name`` (cached per options), with :meth:`machine_options`."""
+        options = {**self.machine_options(name), **options}
         key = (name, json.dumps(options, sort_keys=True, default=str))
         if key not in self._tasks:
             self._tasks[key] = make_task(name, **options)
