@@ -198,12 +198,14 @@ class SplitFamily(TaskFamily):
         ids = range(self.instances)
         return list(ids[: self.train] if split == "train" else ids[self.train:])
 
+    def check_id(self, i: int) -> int:
+        """``i`` if it is an instance id of the family, else a ``ValueError``."""
+        if not 0 <= i < self.instances:
+            raise ValueError(f"instance id {i} out of range [0, {self.instances})")
+        return i
+
     def rows(self, ids: Sequence[int], trials: int) -> list[tuple[int, int]]:
         """``(instance id, trial)`` of every row, checked."""
         if trials < 1 or not len(ids):
             raise ValueError("need at least one instance id and one trial")
-        out = [(int(i), t) for i in ids for t in range(trials)]
-        for i, _ in out:
-            if not 0 <= i < self.instances:
-                raise ValueError(f"instance id {i} out of range [0, {self.instances})")
-        return out
+        return [(self.check_id(int(i)), t) for i in ids for t in range(trials)]

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from zol2l.seeding import seeded_generator
 from zol2l.tasks.analytic import FUNCTIONS, AnalyticProblem, make_transform, stack_transforms
 from zol2l.tasks.base import Protocol, Sizes, SplitFamily, TaskOption
 from zol2l.tasks.registry import register_task
@@ -24,11 +25,8 @@ BBOB_FUNCTIONS = tuple(f for f in FUNCTIONS if f != "quadratic")
 
 
 def seeded(*keys: int) -> torch.Generator:
-    """A generator seeded from integer keys."""
-    seed = 0
-    for k in keys:
-        seed = (seed * 1_000_003 + int(k) + 101) % (2**62)
-    return torch.Generator().manual_seed(seed)
+    """The generator of the held-out families' instances, from integer keys."""
+    return seeded_generator(*keys, salt=101)
 
 
 @register_task

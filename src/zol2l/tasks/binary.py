@@ -19,15 +19,13 @@ from typing import Any
 
 import torch
 
-from zol2l.tasks.base import Problem, Protocol, TaskFamily, TaskOption, check_split
+from zol2l.seeding import seeded_generator
+from zol2l.tasks.base import Problem, Protocol, SplitFamily, TaskOption
 from zol2l.tasks.registry import register_task
 
 
 def _gen(*keys: int) -> torch.Generator:
-    seed = 0
-    for k in keys:
-        seed = (seed * 1_000_003 + int(k) + 17) % (2**63 - 1)
-    return torch.Generator().manual_seed(seed)
+    return seeded_generator(*keys, salt=17, modulus=2**63 - 1)
 
 
 class BinaryProblem(Problem):
@@ -67,13 +65,13 @@ class BinaryProblem(Problem):
 
 
 @register_task
-class BinaryClassification(TaskFamily):
+class BinaryClassification(SplitFamily):
     """The family of section 4.2 (``d``, ``n``, ``b`` and the number of datasets are settable)."""
 
     name = "binary-classification"
     cli_options = (TaskOption("dim", int, 100, "dimension d"),
-               TaskOption("batch", int, 64, "minibatch size b of each iteration's queries",
-                          flag="--minibatch"))
+                   TaskOption("batch", int, 64, "minibatch size b of each iteration's queries",
+                              flag="--minibatch"))
     #: the paper's protocol (section 4.2): 100 test instances, 10 trials, 500 steps, q = 20
     protocol = Protocol(steps=500, q=20, log_loss=True, title="(c) binary classification")
 
@@ -82,22 +80,16 @@ class BinaryClassification(TaskFamily):
         if min(dim, n, batch, datasets) < 1 or not 0 < train < datasets:
             raise ValueError("dim, n, batch, datasets must be >= 1 and 0 < train < datasets")
         self.dim, self.n, self.batch = dim, n, batch
-        self.datasets, self.train, self.seed, self.dtype = datasets, train, seed, dtype
+        #: one instance per dataset
+        self.instances, self.train, self.seed, self.dtype = datasets, train, seed, dtype
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "dim": self.dim, "n": self.n, "batch": self.batch,
-                "datasets": self.datasets, "train": self.train, "seed": self.seed}
-
-    def instance_ids(self, split: str) -> list[int]:
-        check_split(split)
-        return list(range(self.train)) if split == "train" else \
-            list(range(self.train, self.datasets))
+                "datasets": self.instances, "train": self.train, "seed": self.seed}
 
     def dataset(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(features [n, d], labels [n], theta_0 [d])`` of instance ``i``."""
-        if not 0 <= i < self.datasets:
-            raise ValueError(f"instance id {i} out of range [0, {self.datasets})")
-        g = _gen(self.seed, i)
+        g = _gen(self.seed, self.check_id(i))
         theta_star = torch.randn(self.dim, generator=g, dtype=torch.float64)
         feats = torch.randn((self.n, self.dim), generator=g, dtype=torch.float64)
         labels = (feats @ theta_star > 0).to(torch.float64)

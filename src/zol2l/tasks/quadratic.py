@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from zol2l.tasks.base import Problem, Protocol, Sizes, TaskFamily, TaskOption, check_split
+from zol2l.tasks.base import Problem, Protocol, Sizes, SplitFamily, TaskOption
 from zol2l.tasks.registry import register_task
 
 
@@ -39,14 +39,14 @@ class QuadraticProblem(Problem):
 
 
 @register_task
-class QuadraticFamily(TaskFamily):
+class QuadraticFamily(SplitFamily):
     """Random diagonal quadratics of dimension ``dim`` with curvatures in ``[1, cond]``."""
 
     name = "quadratic"
     cli_options = (TaskOption("dim", int, 10, "dimension d"),
-               TaskOption("cond", float, 4.0, "curvatures drawn from U[1, cond]"),
-               TaskOption("spread", float, 1.0, "per-instance curvature scale drawn "
-                          "log-uniformly from [1 / spread, spread]"))
+                   TaskOption("cond", float, 4.0, "curvatures drawn from U[1, cond]"),
+                   TaskOption("spread", float, 1.0, "per-instance curvature scale drawn "
+                              "log-uniformly from [1 / spread, spread]"))
     protocol = Protocol(steps=200, q=10, full=Sizes(instances=10, trials=1, steps=200))
 
     def __init__(self, dim: int = 10, cond: float = 4.0, spread: float = 1.0,
@@ -62,15 +62,9 @@ class QuadraticFamily(TaskFamily):
         return {"name": self.name, "dim": self.dim, "cond": self.cond, "spread": self.spread,
                 "instances": self.instances, "train": self.train, "seed": self.seed}
 
-    def instance_ids(self, split: str) -> list[int]:
-        check_split(split)
-        return list(range(self.train)) if split == "train" else \
-            list(range(self.train, self.instances))
-
     def instance(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(scales, center, x0)`` of instance ``i``."""
-        if not 0 <= i < self.instances:
-            raise ValueError(f"instance id {i} out of range [0, {self.instances})")
+        self.check_id(i)
         g = torch.Generator().manual_seed(1_000_003 * (self.seed + 1) + 7919 * i + 13)
         scales = 1.0 + (self.cond - 1.0) * torch.rand(self.dim, generator=g, dtype=torch.float64)
         center = torch.randn(self.dim, generator=g, dtype=torch.float64)
@@ -82,9 +76,7 @@ class QuadraticFamily(TaskFamily):
 
     def problem(self, ids: Sequence[int], trials: int = 1, seed: int = 0,
                 **options: Any) -> QuadraticProblem:
-        if trials < 1 or not len(ids):
-            raise ValueError("need at least one instance id and one trial")
-        rows = [(int(i), t) for i in ids for t in range(trials)]
+        rows = self.rows(ids, trials)
         parts = [self.instance(i) for i, _ in rows]
         return QuadraticProblem(*(torch.stack([p[k] for p in parts]) for k in range(3)),
                                 [i for i, _ in rows], [t for _, t in rows])
