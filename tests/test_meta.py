@@ -133,7 +133,8 @@ def test_meta_loss_matches_hand_computation_over_3_steps(tmp_path: Path, stage1:
 def test_truncation_detaches_graph_and_counts_t_from_run_start(tmp_path: Path) -> None:
     tr = trainer(tmp_path, stage="update", steps=20, unroll=5)
     problem, opt, oracle, gen = start(tr)
-    x, state = problem.x0.clone(), {"t": 0}
+    x = problem.x0.clone()
+    state = opt.init_state(x)
     prev = problem.loss(x)
     sizes = []
     for t0 in range(0, 20, 5):
@@ -142,8 +143,8 @@ def test_truncation_detaches_graph_and_counts_t_from_run_start(tmp_path: Path) -
         sizes.append(graph_size(loss))
         loss.backward()
         x, prev = window.x.detach(), window.values[-1].detach()
-        opt.detach_state(state)
-        assert all(v.grad_fn is None for v in state["update_hidden"])
+        state.detach()
+        assert all(v.grad_fn is None for v in state.update_hidden)
     assert len(set(sizes)) == 1 and sizes[0] > 50  # flat: nothing from earlier truncations
 
 
