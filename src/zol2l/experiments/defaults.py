@@ -37,13 +37,6 @@ def tuned_path(task: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def tuned_tasks() -> tuple[str, ...]:
-    """The tasks with a shipped tuning file (``src/zol2l/tuned/TASK.json``), sorted."""
-    folder = resources.files("zol2l") / "tuned"
-    return tuple(sorted(p.name[: -len(".json")] for p in folder.iterdir()
-                        if p.name.endswith(".json")))
-
-
 def read_table(path: str | Path) -> Table:
     """``{name: hyperparameters}`` of a ``zol2l tune`` file."""
     from zol2l.experiments.evaluate import read_hparams

@@ -28,7 +28,6 @@ from typing import Any
 
 import torch
 
-from zol2l.experiments.defaults import tuned_tasks
 from zol2l.fileio import undefined_as_null, write_json_atomic
 from zol2l.optimizers import baselines
 from zol2l.registry import Registry
@@ -77,8 +76,6 @@ def available_experiments() -> list[str]:
     return sorted(EXPERIMENTS, key=lambda name: (rank.get(name, len(ORDER)), name))
 
 
-#: tasks whose baselines are tuned and shipped in ``zol2l/tuned/`` (``zol2l tune`` output)
-TUNED = tuned_tasks()
 #: the hand-designed optimizers (the registry's role ``"baseline"``), in the paper's order
 BASELINES = baselines()
 
