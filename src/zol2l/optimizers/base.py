@@ -189,7 +189,7 @@ class ZOOptimizer(ABC):
         drops second-derivative terms)."""
         return gaussian(oracle, x.detach(), self.q, self.smoothing(x.dtype), gen,
                         std=self.sampling_std(x, state, gen, extras), guide=self.guide(state),
-                        alpha=self.guide_alpha)
+                        guide_alpha=self.guide_alpha)
 
     @abstractmethod
     def update(self, x: torch.Tensor, grad: torch.Tensor, state: State) -> torch.Tensor:

@@ -52,7 +52,7 @@ def scale_free_step(opt: LearnedZO, oracle: Oracle, x: torch.Tensor, state: Lear
     mu = sf.mu(const)
     again = torch.stack([x.detach(), sf.x_base.detach()], dim=1)  # f(x) again, accepted point
     est = gaussian(oracle, x.detach(), opt.q, mu, gen, std=std, guide=guide,
-                   alpha=opt.guide_alpha, extra=again)
+                   guide_alpha=opt.guide_alpha, extra=again)
     assert est.values is not None
     fx, grad = est.fx, est.grad
     diffs = est.values[:, 1 : opt.q + 1] - fx[:, None]
