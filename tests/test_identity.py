@@ -107,8 +107,9 @@ def test_registry_lists_names_and_keeps_metadata() -> None:
     reg.add("a", 1, kind="odd")
     assert reg.names() == ["a", "b"] and reg.in_order() == ["b", "a"]
     assert reg.in_order(kind="odd") == ["a"] and reg.meta("b") == {"kind": "even"}
+    assert list(reg) == ["b", "a"] and dict(reg.items()) == {"b": 2, "a": 1}
     with pytest.raises(ValueError, match="unknown thing 'c'; available: a, b"):
-        reg.get("c")
+        reg.entry("c")
     with pytest.raises(ValueError, match="non-empty name"):
         reg.add("", 3)
 

@@ -2,19 +2,20 @@
 
 A :class:`Registry` maps names to entries (classes, experiment records) and keeps, per entry,
 the metadata its registration declared (e.g. an optimizer's plot label, color and role).  A
-name is registered once: a second registration under the same name is refused, and asking
-for an unknown name lists the available ones.
+name is registered once (:meth:`Registry.add` refuses a second registration under a taken
+name), and :meth:`Registry.entry` answers an unknown name with the available ones.  It reads
+as a mapping in registration order; item assignment replaces an entry (tests swap one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, Generic, TypeVar
+from collections.abc import Iterator, MutableMapping
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
-class Registry(Generic[T]):
+class Registry(MutableMapping[str, T]):
     """Names -> entries, with per-entry metadata.
 
     Args:
@@ -41,7 +42,7 @@ class Registry(Generic[T]):
         self._meta[name] = dict(meta)
         return entry
 
-    def get(self, name: str) -> T:
+    def entry(self, name: str) -> T:
         """The entry registered as ``name``.
 
         Raises:
@@ -55,7 +56,7 @@ class Registry(Generic[T]):
 
     def meta(self, name: str) -> dict[str, Any]:
         """The metadata registered with ``name`` (a copy)."""
-        self.get(name)
+        self.entry(name)
         return dict(self._meta[name])
 
     def names(self) -> list[str]:
@@ -68,14 +69,20 @@ class Registry(Generic[T]):
         return [name for name, m in self._meta.items()
                 if all(m.get(k) == v for k, v in meta.items())]
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries
+    # ------------------------------------------------------------------ mapping protocol
+    def __getitem__(self, name: str) -> T:
+        return self._entries[name]
+
+    def __setitem__(self, name: str, entry: T) -> None:
+        self._entries[name] = entry
+        self._meta.setdefault(name, {})
+
+    def __delitem__(self, name: str) -> None:
+        del self._entries[name]
+        del self._meta[name]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
+        return iter(self._entries)
 
     def __len__(self) -> int:
         return len(self._entries)
-
-    def __getitem__(self, name: str) -> T:
-        return self._entries[name]

@@ -72,7 +72,7 @@ def get_class(name: str) -> type:
 
         return peer_class(base_name(name))
     try:
-        return OPTIMIZERS.get(base_name(name))
+        return OPTIMIZERS.entry(base_name(name))
     except ValueError:
         raise ValueError(
             f"unknown optimizer {name!r}; available: {', '.join(available())}"

@@ -21,7 +21,7 @@ def available_tasks() -> list[str]:
 
 def task_class(name: str) -> Any:
     """The registered task family class ``name``."""
-    return TASKS.get(name)
+    return TASKS.entry(name)
 
 
 def make_task(name: str, **options: Any) -> Any:
