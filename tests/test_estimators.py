@@ -122,7 +122,7 @@ def test_guided_directions_covariance_and_norm() -> None:
     d, k, n = 20, 2, 20000
     g = torch.Generator().manual_seed(8)
     guide = torch.randn(1, k, d, generator=g, dtype=torch.float64)
-    u = sample_directions((1, n, d), g, dtype=torch.float64, guide=guide, alpha=0.5)[0]
+    u = sample_directions((1, n, d), g, dtype=torch.float64, guide=guide, guide_alpha=0.5)[0]
     basis, _ = torch.linalg.qr(guide[0].T)
     # variance along the guiding subspace ~ alpha + (1 - alpha) = 1 * (norm rescale) vs alpha
     along = (u @ basis).var(0).mean()
@@ -130,7 +130,7 @@ def test_guided_directions_covariance_and_norm() -> None:
     ortho = ortho - basis @ (basis.T @ ortho)
     ortho = ortho / ortho.norm()
     across = (u @ ortho).var()
-    assert float(along / across) > 1.6  # alpha=0.5 makes the subspace ~2x as likely
+    assert float(along / across) > 1.6  # guide_alpha=0.5 makes the subspace ~2x as likely
     # colinear guides (ZO-SGD: update = -lr * estimate) do not produce NaN
     colinear = torch.stack([guide[:, 0], -3 * guide[:, 0]], dim=1)
     u2 = sample_directions((1, 10, d), g, dtype=torch.float64, guide=colinear)

@@ -113,7 +113,7 @@ def test_sampling_std_is_used_and_gradients_flow_through_it() -> None:
         rnn.head.weight.mul_(30)  # a QueryRNN that predicts a clearly non-uniform std
     opt = make("zo-lstm", checkpoint=None, query_rnn=rnn, p_query=1.0, q=4)
     problem = quadratic(rows=2, dim=5)
-    state: dict = {"t": 0}
+    state = opt.init_state(problem.x0)
     out = opt.step(problem_oracle(problem), problem.x0, state, torch.Generator())
     out = opt.step(problem_oracle(problem), out.x, state, torch.Generator())
     assert out.extras["std"].std() > 0.01

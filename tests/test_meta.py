@@ -54,7 +54,7 @@ def test_gradients_reach_query_rnn_through_directions(tmp_path: Path, stage1: Pa
     tr = trainer(tmp_path, stage="query", init=str(stage1), steps=20)
     problem, opt, oracle, gen = start(tr)
     x = problem.x0.clone()
-    loss, window = tr.unroll_window(opt, problem, oracle, x, {"t": 0}, gen, 0, 5,
+    loss, window = tr.unroll_window(opt, problem, oracle, x, opt.init_state(x), gen, 0, 5,
                                     problem.loss(x))
     params = list(tr.query_rnn.parameters())
     grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True)
@@ -78,7 +78,7 @@ def test_linearized_query_gradient_is_close_to_the_exact_one(tmp_path: Path,
         problem, opt, oracle, gen = start(tr)
         assert oracle.differentiable == (True if mode == "exact" else "linearized")
         x = problem.x0.clone()
-        loss, _ = tr.unroll_window(opt, problem, oracle, x, {"t": 0}, gen, 0, 5,
+        loss, _ = tr.unroll_window(opt, problem, oracle, x, opt.init_state(x), gen, 0, 5,
                                    problem.loss(x))
         grads[mode] = (float(loss), torch.autograd.grad(loss, list(tr.query_rnn.parameters())))
     assert grads["exact"][0] == pytest.approx(grads["linearized"][0], rel=1e-6)
@@ -111,7 +111,8 @@ def test_meta_loss_matches_hand_computation_over_3_steps(tmp_path: Path, stage1:
                  meta_loss=kind)
     problem, opt, oracle, gen = start(tr, seed=4)
     f0 = problem.loss(problem.x0)
-    loss, window = tr.unroll_window(opt, problem, oracle, problem.x0.clone(), {"t": 0}, gen,
+    loss, window = tr.unroll_window(opt, problem, oracle, problem.x0.clone(),
+                                    opt.init_state(problem.x0), gen,
                                     0, 3, f0)
     # an independent replay through the evaluation loop, same seed, no graph
     stds: list[torch.Tensor] = []
@@ -133,7 +134,8 @@ def test_meta_loss_matches_hand_computation_over_3_steps(tmp_path: Path, stage1:
 def test_truncation_detaches_graph_and_counts_t_from_run_start(tmp_path: Path) -> None:
     tr = trainer(tmp_path, stage="update", steps=20, unroll=5)
     problem, opt, oracle, gen = start(tr)
-    x, state = problem.x0.clone(), {"t": 0}
+    x = problem.x0.clone()
+    state = opt.init_state(x)
     prev = problem.loss(x)
     sizes = []
     for t0 in range(0, 20, 5):
@@ -142,8 +144,8 @@ def test_truncation_detaches_graph_and_counts_t_from_run_start(tmp_path: Path) -
         sizes.append(graph_size(loss))
         loss.backward()
         x, prev = window.x.detach(), window.values[-1].detach()
-        opt.detach_state(state)
-        assert all(v.grad_fn is None for v in state["update_hidden"])
+        state.detach()
+        assert all(v.grad_fn is None for v in state.update_hidden)
     assert len(set(sizes)) == 1 and sizes[0] > 50  # flat: nothing from earlier truncations
 
 
@@ -153,7 +155,7 @@ def test_zo_meta_gradient_matches_autograd_on_quadratics(tmp_path: Path) -> None
         tr = trainer(tmp_path / mode, stage="update", steps=10, grad=mode)
         problem, opt, oracle, gen = start(tr)
         x = problem.x0.clone()
-        loss, _ = tr.unroll_window(opt, problem, oracle, x, {"t": 0}, gen, 0, 10,
+        loss, _ = tr.unroll_window(opt, problem, oracle, x, opt.init_state(x), gen, 0, 10,
                                    problem.loss(x))
         grads[mode] = torch.autograd.grad(loss, list(tr.update_rnn.parameters()))
         assert tr.grad == mode

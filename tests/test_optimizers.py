@@ -97,11 +97,11 @@ def test_learning_rate_conventions() -> None:
 def test_adam_matches_hand_computation() -> None:
     opt = make("zo-adam", lr=0.1, beta1=0.5, beta2=0.75, eps=0.0)
     x = torch.zeros(1, 2, dtype=torch.float64)
-    state = opt.init_state(x) | {"t": 0}
+    state = opt.init_state(x)
     g1 = torch.tensor([[1.0, -2.0]], dtype=torch.float64)
     x1 = opt.update(x, g1, state)
     torch.testing.assert_close(x1, -0.1 * torch.sign(g1))  # first Adam step = lr * sign
-    state["t"] = 1
+    state.t = 1
     g2 = torch.tensor([[3.0, 2.0]], dtype=torch.float64)
     x2 = opt.update(x1, g2, state)
     m = (0.5 * 0.5 * g1 + 0.5 * g2) / (1 - 0.25)

@@ -107,7 +107,7 @@ class FunctionProblem(Problem):
         return torch.clamp(x, self.bounds[0], self.bounds[1])
 
     def objective(self, points: torch.Tensor) -> torch.Tensor:
-        return self._oracle._evaluate(self.project(points))
+        return self._oracle.evaluate(self.project(points))
 
 
 @dataclass

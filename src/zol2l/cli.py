@@ -107,13 +107,14 @@ def _add_run(p: argparse.ArgumentParser, what: str, optimizers: str,
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
+    from zol2l.optimizers import baselines
     from zol2l.tasks import DEFAULT_TASK, available_tasks, task_class
 
     p.add_argument("--task", default=DEFAULT_TASK, choices=available_tasks(),
                    help="task family")
     p.add_argument("--instances", type=int, default=None,
                    help="use the first N instances of the split (default: all)")
-    _add_run(p, "instance", "zo-sgd,zo-signsgd,zo-adam,zo-szvrg,zo-guided-es",
+    _add_run(p, "instance", ",".join(baselines()),
              [task_class(name) for name in available_tasks()])
 
 

@@ -7,8 +7,9 @@
   with ``f(x)`` queried once and reused (``q + 1`` queries).  Directions are
   ``u = std * z`` with ``z ~ N(0, I)`` (a diagonal sampling covariance ``diag(std^2)``; the
   QueryRNN of eq. 3 drives ``std``) or, with ``guide``, Guided-ES directions (appendix B):
-  covariance ``alpha I + (1 - alpha) U U^T`` with ``U`` an orthonormal basis of the guiding
-  vectors, each direction rescaled to the norm of its plain ``z``.  ``antithetic=True`` gives the
+  covariance ``guide_alpha I + (1 - guide_alpha) U U^T`` (Guided ES's ``alpha``) with ``U`` an
+  orthonormal basis of the guiding vectors, each direction rescaled to the norm of its plain
+  ``z``.  ``antithetic=True`` gives the
   central variant ``[f(x + mu u) - f(x - mu u)] / (2 mu) u`` (``2q + 1`` queries, ``f(x)`` is
   still returned).
 * :func:`coordinatewise`: the deterministic central difference of eq. 5,
@@ -104,30 +105,31 @@ def sample_directions(
     device: torch.device | str = "cpu",
     std: torch.Tensor | None = None,
     guide: torch.Tensor | None = None,
-    alpha: float = 0.5,
+    guide_alpha: float = 0.5,
 ) -> torch.Tensor:
     """Draw ``[B, q, d]`` query directions.
 
     ``std`` (``[B, d]`` or ``[d]``) scales each coordinate (``u = std * z``, covariance
     ``diag(std^2)``); gradients flow through it (the reparameterization trick).  ``guide``
-    (``[B, k, d]``) gives the Guided-ES subspace: ``u = sqrt(alpha) z + sqrt(1-alpha) U z_k``,
-    rescaled to ``|z|``.  Rank-deficient guides (e.g. colinear vectors) drop their null
-    columns.
+    (``[B, k, d]``) gives the Guided-ES subspace:
+    ``u = sqrt(guide_alpha) z + sqrt(1 - guide_alpha) U z_k``, rescaled to ``|z|``.
+    Rank-deficient guides (e.g. colinear vectors) drop their null columns.
     """
     nprob, q, d = shape
     z = gaussian_noise(shape, generator, dtype, device)
     if guide is not None:
         if guide.dim() != 3 or guide.shape[0] != nprob or guide.shape[2] != d:
             raise ValueError(f"guide must have shape [{nprob}, k, {d}], got {tuple(guide.shape)}")
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        if not 0.0 <= guide_alpha <= 1.0:
+            raise ValueError(f"guide_alpha must lie in [0, 1], got {guide_alpha}")
         k = guide.shape[1]
         zk = gaussian_noise((nprob, q, k), generator, dtype, device)
         basis, r = torch.linalg.qr(guide.detach().to(dtype).transpose(1, 2))  # [B, d, k]
         diag = r.diagonal(dim1=1, dim2=2).abs()  # [B, k]
         scale = diag.amax(dim=1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
         basis = basis * (diag > 1e-6 * scale).to(dtype)[:, None, :]
-        u = math.sqrt(alpha) * z + math.sqrt(1.0 - alpha) * zk @ basis.transpose(1, 2)
+        iso, sub = math.sqrt(guide_alpha), math.sqrt(1.0 - guide_alpha)
+        u = iso * z + sub * zk @ basis.transpose(1, 2)
         u = u * (z.norm(dim=2, keepdim=True) / u.norm(dim=2, keepdim=True).clamp_min(1e-30))
         z = u
     if std is not None:
@@ -160,7 +162,7 @@ def gaussian(
     *,
     std: torch.Tensor | None = None,
     guide: torch.Tensor | None = None,
-    alpha: float = 0.5,
+    guide_alpha: float = 0.5,
     antithetic: bool = False,
     extra: torch.Tensor | None = None,
 ) -> Estimate:
@@ -172,7 +174,7 @@ def gaussian(
         q: number of directions.
         mu: smoothing parameter, or a ``[B]`` tensor of one per problem.
         generator: source of the random directions.
-        std, guide, alpha: the sampling distribution (see :func:`sample_directions`).
+        std, guide, guide_alpha: the sampling distribution (see :func:`sample_directions`).
         antithetic: use ``x +- mu u`` (``2q + 1`` queries) instead of ``x + mu u`` (``q + 1``).
         extra: ``[B, k, d]`` further points to query in the same oracle call (their values
             end ``Estimate.values``; the scale-free ZO-LSTM's repeated points).
@@ -186,7 +188,7 @@ def gaussian(
         mu_u = mu_d = check_mu(mu)
     u = sample_directions(
         (x.shape[0], q, x.shape[1]), generator, dtype=x.dtype, device=x.device,
-        std=std, guide=guide, alpha=alpha,
+        std=std, guide=guide, guide_alpha=guide_alpha,
     )
     plus = x[:, None, :] + mu_u * u
     parts = [x[:, None, :], plus] + ([x[:, None, :] - mu_u * u] if antithetic else [])

@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
-from zol2l.optimizers.base import StepOutput, ZOOptimizer
+from zol2l.optimizers.base import State, StepOutput, ZOOptimizer
 from zol2l.oracle import BudgetExhausted, NonFinite, Oracle
 from zol2l.tasks.base import Problem
 
@@ -98,7 +97,7 @@ def advance(
     problem: Problem,
     oracle: Oracle,
     x: torch.Tensor,
-    state: dict[str, Any],
+    state: State,
     gen: torch.Generator,
     t: int,
     *,
@@ -125,7 +124,7 @@ def run(
     seed: int = 0,
     budget: int | None = None,
     nonfinite: NonFinite = "raise",
-    callback: Callable[[int, StepOutput, dict[str, Any]], None] | None = None,
+    callback: Callable[[int, StepOutput, State], None] | None = None,
     on_step: Callable[[Progress], bool | str | None] | None = None,
 ) -> RunResult:
     """Run ``optimizer`` on ``problem`` for ``steps`` iterations.
@@ -160,7 +159,6 @@ def run(
         )
     gen = torch.Generator(device=x.device).manual_seed(int(seed))
     state = optimizer.init_state(x)
-    state["t"] = 0
     best = _Best(x)
     # The loss and metrics of x_t are recorded AFTER step t, whose queries included f(x_t):
     # a task can then serve them from what it just evaluated instead of evaluating again.

@@ -131,15 +131,19 @@ class Oracle:
         if self.differentiable == "linearized":
             values = self._linearized(points)
         elif self.differentiable:
-            values = self._evaluate(points)
+            values = self.evaluate(points)
         else:
             with torch.no_grad():
-                values = self._evaluate(points).detach()
+                values = self.evaluate(points).detach()
         self.queries += n
         self.calls += 1
         return self._check(values, nprob, n)
 
-    def _evaluate(self, points: torch.Tensor) -> torch.Tensor:
+    def evaluate(self, points: torch.Tensor) -> torch.Tensor:
+        """``fun``'s values at ``points[B, n, d]`` as ``[B, n]``, whatever its calling
+        convention (:attr:`mode`): an adapter, NOT a query (not counted against the budget,
+        no shape, dtype or finiteness checks, grad mode as the caller's); the counted query is
+        :meth:`__call__`."""
         nprob, n, d = points.shape
         if self.mode == "problems":
             return _as_tensor(self.fun(points), self.dtype, points.device)
@@ -156,7 +160,7 @@ class Oracle:
     def _linearized(self, points: torch.Tensor) -> torch.Tensor:
         """Values of ``points`` whose gradient is that of ``f`` at each problem's first point."""
         with torch.no_grad():
-            values = self._evaluate(points.detach()).detach()
+            values = self.evaluate(points.detach()).detach()
         if not points.requires_grad:
             return values
         # the first points are evaluated again, alone, for their gradient: the values keep
@@ -164,7 +168,7 @@ class Oracle:
         # same floating-point path (a separately batched f(x) differs by rounding)
         base = points[:, 0].detach().requires_grad_(True)
         with torch.enable_grad():
-            (grad,) = torch.autograd.grad(self._evaluate(base[:, None, :]).sum(), base)
+            (grad,) = torch.autograd.grad(self.evaluate(base[:, None, :]).sum(), base)
         return values + ((points - points.detach()) * grad[:, None, :]).sum(dim=2)
 
     def _check(self, values: torch.Tensor, nprob: int, n: int) -> torch.Tensor:

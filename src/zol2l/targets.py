@@ -14,7 +14,8 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -288,6 +289,36 @@ def load_target_file(path: str | os.PathLike[str],
 
 
 @torch.no_grad()
+@contextmanager
+def full_float32() -> Iterator[None]:
+    """Run the body with TF32 off for CUDA convolutions and matmuls, restoring the previous
+    flags afterwards.  TF32 rounds to a 10-bit mantissa: that noise swamps the forward
+    differences of eq. 1 (``mu = 1e-4`` in float32)."""
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+class Float32Target:
+    """A target whose every forward pass runs in :func:`full_float32`; other attributes are
+    the wrapped target's."""
+
+    def __init__(self, target: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.inner = target
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        with full_float32():
+            return self.inner(images)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":  # not set yet (unpickling)
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
 def accuracy(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
              labels: torch.Tensor, batch_size: int = 1000) -> float:
     """Top-1 accuracy (fraction in ``[0, 1]``) of ``model`` on ``images`` / ``labels``."""

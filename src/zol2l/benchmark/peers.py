@@ -21,12 +21,13 @@ They are optional extras (``pip install -e '.[peers]'``); a missing library rais
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from zol2l.optimizers.base import StepOutput, ZOOptimizer
+from zol2l.optimizers.base import State, StepOutput, ZOOptimizer
 from zol2l.oracle import Oracle
 
 
@@ -55,6 +56,13 @@ def available_peers() -> list[str]:
     return names
 
 
+@dataclass(kw_only=True)
+class PeerState(State):
+    """A peer's state: the library's optimizer object of each row."""
+
+    rows: list[Any] = field(default_factory=list)
+
+
 class Peer(ZOOptimizer):
     """A wrapped library optimizer: ``dim`` is needed up front (queries per step).
 
@@ -65,6 +73,8 @@ class Peer(ZOOptimizer):
     """
 
     library: ClassVar[tuple[str, str]] = ("", "")
+    #: the library sets its own query count and step: zol2l's settings are not recorded
+    unrecorded = ("q", "mu", "lr", "delta")
 
     def __init__(self, *, dim: int, budget: int | None = None, seed: int = 0,
                  q: int = 20, **kwargs: Any) -> None:
@@ -72,10 +82,7 @@ class Peer(ZOOptimizer):
         _library(*self.library)
         self.dim, self.budget, self.seed = int(dim), budget, int(seed)
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"dim": self.dim, "budget": self.budget, "seed": self.seed}
-
-    def update(self, x: torch.Tensor, grad: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
+    def update(self, x: torch.Tensor, grad: torch.Tensor, state: State) -> torch.Tensor:
         raise NotImplementedError("peers step through step()")
 
 
@@ -93,13 +100,14 @@ class CMAES(Peer):
         self.popsize = 4 + int(3 * np.log(self.dim))
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "sigma0": self.sigma0, "popsize": self.popsize,
+        """The settings, and the population and diagonal mode derived from ``dim``."""
+        return {**super().hyperparameters(), "popsize": self.popsize,
                 "separable": self.dim >= 500}
 
     def queries_at(self, t: int) -> int:
         return self.popsize
 
-    def init_state(self, x: torch.Tensor) -> dict[str, Any]:
+    def init_state(self, x: torch.Tensor) -> PeerState:
         cma = _library(*self.library)
         opts = {"seed": self.seed + 1, "verbose": -9, "popsize": self.popsize,
                 "CMA_diagonal": self.dim >= 500, "maxfevals": np.inf}
@@ -108,11 +116,11 @@ class CMAES(Peer):
         for i, row in enumerate(rows):
             strategies.append(cma.CMAEvolutionStrategy(row, self.sigma0,
                                                        {**opts, "seed": self.seed + 1 + i}))
-        return {"strategies": strategies}
+        return PeerState(rows=strategies)
 
-    def step(self, oracle: Oracle, x: torch.Tensor, state: dict[str, Any],
+    def step(self, oracle: Oracle, x: torch.Tensor, state: PeerState,  # type: ignore[override]
              gen: torch.Generator) -> StepOutput:
-        strategies = state["strategies"]
+        strategies = state.rows
         # a strategy that met pycma's own termination criteria (converged, flat fitness)
         # is frozen at its mean: asked again, it would blow sigma up on a flat fitness
         done = [bool(es.stop()) for es in strategies]
@@ -126,7 +134,7 @@ class CMAES(Peer):
             if not stop:
                 es.tell(list(cand), vals.tolist())
         mean = np.stack([es.mean if es.best.x is None else es.best.x for es in strategies])
-        state["t"] = state.get("t", 0) + 1
+        state.t += 1
         return StepOutput(torch.as_tensor(mean, dtype=x.dtype, device=x.device),
                           values.min(dim=1).values, torch.zeros_like(x))
 
@@ -143,13 +151,10 @@ class NGOpt(Peer):
             raise ValueError(f"batch must be >= 1, got {batch}")
         self.batch = int(batch)
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "batch": self.batch}
-
     def queries_at(self, t: int) -> int:
         return self.batch
 
-    def init_state(self, x: torch.Tensor) -> dict[str, Any]:
+    def init_state(self, x: torch.Tensor) -> PeerState:
         ng = _library(*self.library)
         rows = x.detach().cpu().double().numpy()
         opts = []
@@ -158,11 +163,11 @@ class NGOpt(Peer):
             param.random_state = np.random.RandomState(self.seed + 1 + i)
             opts.append(ng.optimizers.NGOpt(parametrization=param, budget=self.budget,
                                             num_workers=self.batch))
-        return {"ng": opts}
+        return PeerState(rows=opts)
 
-    def step(self, oracle: Oracle, x: torch.Tensor, state: dict[str, Any],
+    def step(self, oracle: Oracle, x: torch.Tensor, state: PeerState,  # type: ignore[override]
              gen: torch.Generator) -> StepOutput:
-        opts = state["ng"]
+        opts = state.rows
         asked = [[o.ask() for _ in range(self.batch)] for o in opts]
         points = np.stack([np.stack([c.value for c in cands]) for cands in asked])
         values = oracle(torch.as_tensor(points, dtype=x.dtype, device=x.device))
@@ -171,7 +176,7 @@ class NGOpt(Peer):
             for cand, val in zip(cands, vals, strict=True):
                 o.tell(cand, float(val))
         rec = np.stack([o.provide_recommendation().value for o in opts])
-        state["t"] = state.get("t", 0) + 1
+        state.t += 1
         return StepOutput(torch.as_tensor(rec, dtype=x.dtype, device=x.device),
                           values.min(dim=1).values, torch.zeros_like(x))
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from zol2l.optimizers import baselines
 from zol2l.tasks.bbob import BBOB_FUNCTIONS
 
 #: relative evaluation noise of the noisy problems (std = NOISE * f(x_0))
@@ -32,7 +33,7 @@ NOISE = 1e-3
 #: fractions of f(x_0) whose first hit is timed
 TARGETS = (1e-1, 1e-2, 1e-4)
 #: the learned optimizer under test and the hand-designed peers, all at their defaults
-DEFAULTS = ("zo-lstm", "zo-sgd", "zo-signsgd", "zo-adam", "zo-szvrg", "zo-guided-es")
+DEFAULTS = ("zo-lstm", *baselines())
 #: peers from other libraries (optional extra)
 PEERS = {"cma-es": "peer:cma-es", "ngopt": "peer:ngopt"}
 #: optimizers whose run depends on the budget they are told (run once per budget)

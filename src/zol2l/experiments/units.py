@@ -4,7 +4,8 @@ A :class:`Unit` is one optimizer (with its hyperparameters) on a chunk of instan
 chunk of trials.  Its (instance, trial) pairs still advance together in one batch (one oracle
 call per step).  The split depends only on the run's parameters (``instance_chunk``,
 ``trial_chunk``), never on how many workers run it, and each unit carries its own seed, a
-SHA-256 digest of ``(run seed, optimizer, hyperparameters, instance chunk, trial chunk)``.
+SHA-256 digest of ``(run seed, optimizer, hyperparameters, instance chunk, trial chunk)``; the
+optimizer says what of it is hashed (:meth:`~zol2l.optimizers.base.ZOOptimizer.identity`).
 Units run with a fixed number of torch threads (:data:`UNIT_THREADS`), because CPU kernels
 round differently with different thread counts.  :func:`merge` puts the units of one
 optimizer back together in the canonical order (instance-major, then trial), so the merged
@@ -27,7 +28,7 @@ import torch
 
 from zol2l.experiments.options import DEFAULT_INSTANCE_CHUNK
 from zol2l.loop import RunResult, run
-from zol2l.optimizers import make
+from zol2l.optimizers import get_class, make
 from zol2l.optimizers.registry import base_name
 from zol2l.tasks.base import TaskFamily
 
@@ -92,22 +93,6 @@ def unit_seed(seed: int, optimizer: str, hyperparameters: Mapping[str, Any],
     return int(text[:16], 16) >> 1
 
 
-def checkpoint_digests(spec: Any) -> list[str]:
-    """The recorded sha256 of the learned-optimizer files behind a ``checkpoint`` spec (both
-    stages of ``pretrained:NAME``; ``[]`` without a spec or readable metadata)."""
-    if not spec:
-        return []
-    from zol2l.learned.checkpoint import resolve, sidecar
-
-    found = set()
-    for stage in ("update", "query"):
-        try:
-            found.add(json.loads(sidecar(resolve(spec, stage)).read_text())["sha256"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return sorted(found)
-
-
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:40] or "unit"
 
@@ -125,18 +110,17 @@ def make_units(optimizer: str, hyperparameters: Mapping[str, Any], ids: Sequence
     if ichunk < 1 or tchunk < 1:
         raise ValueError(f"chunk sizes must be >= 1, got instances {ichunk}, trials {tchunk}")
     hp = dict(hyperparameters)
-    weights = checkpoint_digests(hp.get("checkpoint"))
+    extra = get_class(optimizer).identity(hp)  # what the optimizer says tells runs apart
+    hashed = extra.pop("hyperparameters")
     units = []
     for start in range(0, len(ids), ichunk):
         stop = min(start + ichunk, len(ids))
         chunk = tuple(ids[start:stop])
         for t0 in range(0, trials, tchunk):
             t1 = min(t0 + tchunk, trials)
-            useed = unit_seed(seed, optimizer, hp, chunk, (t0, t1))
-            identity = {"optimizer": optimizer, "hyperparameters": hp, "ids": chunk,
-                        "positions": [start, stop], "trials": [t0, t1], "seed": useed}
-            if weights:  # a changed file behind the same spec is another unit
-                identity["checkpoint_sha256"] = weights
+            useed = unit_seed(seed, optimizer, hashed, chunk, (t0, t1))
+            identity = {"optimizer": optimizer, "hyperparameters": hashed, "ids": chunk,
+                        "positions": [start, stop], "trials": [t0, t1], "seed": useed, **extra}
             key = digest(identity, 12)
             uid = f"{_safe(optimizer)}-i{start:05d}-{stop:05d}-t{t0:04d}-{t1:04d}-{key}"
             units.append(Unit(optimizer, hp, chunk, start, stop, t0, t1, useed, uid))

@@ -57,6 +57,7 @@ from zol2l.meta.config import MetaConfig
 from zol2l.meta.es import es_step
 from zol2l.meta.objective import run_fitness, window_loss
 from zol2l.meta.state import TrainerFiles, Window, derive_seed
+from zol2l.optimizers.base import State
 from zol2l.optimizers.zo_lstm import ZOLSTM, LearnedZO, ZOLSTMNoQuery
 from zol2l.oracle import Oracle
 from zol2l.tasks import make_task
@@ -168,9 +169,10 @@ class MetaTrainer:
         grads: list[torch.Tensor] = []
         updates: list[torch.Tensor] = []
 
-        def keep(t: int, out: Any, state: dict[str, Any]) -> None:
+        def keep(t: int, out: Any, state: State) -> None:
+            assert state.prev_update is not None
             grads.append(out.estimate.abs().flatten())
-            updates.append(state["prev_update"].abs().flatten())
+            updates.append(state.prev_update.abs().flatten())
 
         run(opt, problem, self.cfg.unroll, seed=self.cfg.seed, nonfinite="inf", callback=keep)
         medians = [torch.cat(grads).median(), torch.cat(updates).median()][:n_inputs]
@@ -221,7 +223,7 @@ class MetaTrainer:
         return zo_value(x, problem.objective, self.cfg.zo_mu)
 
     def unroll_window(self, opt: LearnedZO, problem: Problem, oracle: Oracle,
-                      x: torch.Tensor, state: dict[str, Any], gen: torch.Generator,
+                      x: torch.Tensor, state: State, gen: torch.Generator,
                       t0: int, n: int, previous: torch.Tensor,
                       reference: torch.Tensor | None = None) -> tuple[torch.Tensor, Window]:
         """Steps ``t0 .. t0 + n - 1`` with their graph; returns the truncation's meta-loss."""
@@ -245,7 +247,7 @@ class MetaTrainer:
         opt = self.optimizer(1.0, problem)
         oracle = self.oracle(problem)
         x = problem.x0.clone()
-        state: dict[str, Any] = {"t": 0}
+        state = opt.init_state(x)
         problem.next_iteration(0)
         with torch.no_grad():
             previous = self.value(problem, x).detach()
@@ -267,7 +269,7 @@ class MetaTrainer:
             self.meta_step += 1
             total += float(loss.detach())
             x = window.x.detach()
-            opt.detach_state(state)
+            state.detach()
             previous = window.values[-1].detach()
         return {"meta_loss": total if not skipped else math.inf, "train_initial_loss": first,
                 "train_final_loss": float(previous.mean())}

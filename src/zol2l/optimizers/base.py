@@ -7,17 +7,23 @@ optimization loop that drives every optimizer is :func:`zol2l.loop.run`.
 
 Learning rates follow the paper's convention ``lr = delta / d`` (section 4) unless an absolute
 ``lr`` is given.
+
+What an optimizer carries from one step to the next is a typed :class:`State` (each optimizer
+its subclass); what it records as its settings, :meth:`ZOOptimizer.hyperparameters`, is derived
+from its constructor keywords; what work units hash for it is :meth:`ZOOptimizer.identity`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import torch
 
 from zol2l.estimators import Estimate, check_mu, check_q, default_mu, gaussian
+from zol2l.optimizers.registry import keywords
 from zol2l.oracle import Oracle
 
 
@@ -38,6 +44,34 @@ class StepOutput:
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+@dataclass(kw_only=True)
+class State:
+    """What an optimizer carries from one step to the next, for a batch ``x[B, d]``.
+
+    Attributes:
+        t: steps taken (the step about to run is step ``t``, 0-based).
+        prev_grad, prev_update: ``[B, d]`` the last step's estimate and update
+            ``x_{t+1} - x_t`` (detached; ``None`` before the first step): the inputs of
+            Guided ES and of the QueryRNN (eq. 3) at the next step.
+    """
+
+    t: int = 0
+    prev_grad: torch.Tensor | None = None
+    prev_update: torch.Tensor | None = None
+
+    def detach(self) -> None:
+        """Cut the autograd graph the state holds (truncated BPTT boundaries of
+        meta-training): tensors, tuples of tensors (LSTM states) and nested states."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, torch.Tensor):
+                setattr(self, f.name, value.detach())
+            elif isinstance(value, tuple) and all(isinstance(v, torch.Tensor) for v in value):
+                setattr(self, f.name, tuple(v.detach() for v in value))
+            elif hasattr(value, "detach"):
+                value.detach()
+
+
 class ZOOptimizer(ABC):
     """A zeroth-order optimizer.
 
@@ -50,8 +84,19 @@ class ZOOptimizer(ABC):
 
     name: ClassVar[str] = ""
     default_delta: ClassVar[float] = 1.0
+    #: constructor keywords of a base class that this optimizer does not take
+    absent: ClassVar[tuple[str, ...]] = ()
+    #: constructor keywords that :meth:`hyperparameters` does not record (module objects,
+    #: seeds of untrained weights, numerical guards)
+    unrecorded: ClassVar[tuple[str, ...]] = ()
     #: weight of the isotropic part when :meth:`guide` returns a subspace (Guided ES)
     guide_alpha: float = 0.5
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> ZOOptimizer:
+        for key in cls.absent:
+            if key in kwargs:
+                raise TypeError(f"{cls.name} has no {key!r}")
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -84,61 +129,81 @@ class ZOOptimizer(ABC):
         return self.mu if self.mu is not None else default_mu(dtype)
 
     def hyperparameters(self) -> dict[str, Any]:
-        """JSON-serializable hyperparameters (what ``zol2l tune`` writes and reads)."""
-        hp: dict[str, Any] = {"q": self.q, "mu": self.mu}
-        if self.lr is not None:
-            hp["lr"] = self.lr
-        else:
-            hp["delta"] = self.default_delta if self.delta is None else self.delta
+        """JSON-serializable hyperparameters (what ``zol2l tune`` writes and reads): for each
+        constructor keyword along the class hierarchy (base classes first, less
+        :attr:`absent` and :attr:`unrecorded`), the entries :meth:`recorded` gives."""
+        hp: dict[str, Any] = {}
+        for key in keywords(type(self)):
+            if key not in self.unrecorded:
+                hp.update(self.recorded(key))
         return hp
+
+    def recorded(self, key: str) -> dict[str, Any]:
+        """The :meth:`hyperparameters` entries of constructor keyword ``key``: the value the
+        optimizer holds under that name; the step size is one entry, ``lr`` when given, else
+        the ``delta`` in use."""
+        if key == "lr":
+            return {} if self.lr is None else {"lr": self.lr}
+        if key == "delta":
+            return {} if self.lr is not None else \
+                {"delta": self.default_delta if self.delta is None else self.delta}
+        return {key: getattr(self, key)}
+
+    @classmethod
+    def identity(cls, hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
+        """What a work unit of this optimizer run with ``hyperparameters`` (as given, before
+        defaults) hashes (:func:`zol2l.experiments.units.make_units`): its
+        ``"hyperparameters"`` (which also seed the unit), plus what else tells two runs apart
+        (a learned optimizer: the sha256 of its weights).  Unit seeds and ids are part of the
+        stored-results format (``--resume`` reuses stored units by id): keep this stable."""
+        return {"hyperparameters": dict(hyperparameters)}
 
     def queries_at(self, t: int) -> int:
         """Queries per problem that step ``t`` (0-based) will spend."""
         return self.q + 1
 
     # ----------------------------------------------------------------- stepping
-    def recommend(self, x: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
+    def recommend(self, x: torch.Tensor, state: State) -> torch.Tensor:
         """The points the run returns after its last step (default: the last iterate)."""
         return x
 
-    def init_state(self, x: torch.Tensor) -> dict[str, Any]:
-        """Fresh optimizer state for the points ``x[B, d]``."""
-        return {}
+    def init_state(self, x: torch.Tensor) -> State:
+        """Fresh optimizer state for the points ``x[B, d]`` (``t = 0``)."""
+        return State()
 
-    def sampling_std(self, x: torch.Tensor, state: dict[str, Any], gen: torch.Generator,
+    def sampling_std(self, x: torch.Tensor, state: State, gen: torch.Generator,
                      extras: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """Per-coordinate std of this step's directions (``None``: standard Gaussian)."""
         return None
 
-    def guide(self, state: dict[str, Any]) -> torch.Tensor | None:
+    def guide(self, state: State) -> torch.Tensor | None:
         """``[B, k, d]`` Guided-ES surrogate gradients (``None``: no guiding subspace)."""
         return None
 
     def estimate(
-        self, oracle: Oracle, x: torch.Tensor, state: dict[str, Any], gen: torch.Generator,
+        self, oracle: Oracle, x: torch.Tensor, state: State, gen: torch.Generator,
         extras: dict[str, torch.Tensor],
     ) -> Estimate:
-        """The gradient estimate of step ``state['t']``: eq. 1 with the directions given by
+        """The gradient estimate of step ``state.t``: eq. 1 with the directions given by
         :meth:`sampling_std` and :meth:`guide`, taken at ``stop_grad(x)`` (meta-training
         drops second-derivative terms)."""
         return gaussian(oracle, x.detach(), self.q, self.smoothing(x.dtype), gen,
                         std=self.sampling_std(x, state, gen, extras), guide=self.guide(state),
-                        alpha=self.guide_alpha)
+                        guide_alpha=self.guide_alpha)
 
     @abstractmethod
-    def update(self, x: torch.Tensor, grad: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
+    def update(self, x: torch.Tensor, grad: torch.Tensor, state: State) -> torch.Tensor:
         """The parameter update: returns the next points."""
 
     def step(
-        self, oracle: Oracle, x: torch.Tensor, state: dict[str, Any], gen: torch.Generator
+        self, oracle: Oracle, x: torch.Tensor, state: State, gen: torch.Generator
     ) -> StepOutput:
-        """One iteration: estimate the gradient, then update.  Advances ``state['t']`` and keeps
+        """One iteration: estimate the gradient, then update.  Advances ``state.t`` and keeps
         this step's estimate and update as ``prev_grad`` / ``prev_update`` (the inputs of
         Guided ES and of the QueryRNN at the next step)."""
-        state.setdefault("t", 0)
         extras: dict[str, torch.Tensor] = {}
         est = self.estimate(oracle, x, state, gen, extras)
         x_new = self.update(x, est.grad, state)
-        state["prev_grad"], state["prev_update"] = est.grad.detach(), (x_new - x).detach()
-        state["t"] += 1
+        state.prev_grad, state.prev_update = est.grad.detach(), (x_new - x).detach()
+        state.t += 1
         return StepOutput(x_new, est.fx, est.grad, extras)

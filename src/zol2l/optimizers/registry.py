@@ -1,27 +1,56 @@
-"""The registry of optimizers by name, shared by the API, the CLI and the tests."""
+"""The registry of optimizers by name, shared by the API, the CLI and the tests.
+
+Each optimizer registers with its display ``label`` and plot ``color`` (the same in every
+figure) and its ``role``: ``"baseline"`` (hand-designed, tuned per task), ``"learned"``
+(ZO-LSTM) or ``"ablation"`` (ZO-LSTM with one part replaced, section 4.4).  The lists of
+the experiments, the figures and the CLI defaults are derived from them (:func:`baselines`,
+:func:`labels`, :func:`colors`).  Registration order is the paper's order (the package
+imports the optimizer modules in it).
+"""
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
-_REGISTRY: dict[str, type] = {}
+from zol2l.registry import Registry
+
+OPTIMIZERS: Registry[type] = Registry("optimizer")
+ROLES = ("baseline", "learned", "ablation")
 
 
-def register(cls: type) -> type:
-    """Class decorator: register an optimizer class under its ``name``."""
-    name = getattr(cls, "name", "")
-    if not name:
-        raise ValueError(f"{cls.__name__} has no name")
-    if name in _REGISTRY and _REGISTRY[name] is not cls:
-        raise ValueError(f"an optimizer named {name!r} is already registered")
-    _REGISTRY[name] = cls
-    return cls
+def register(*, label: str, color: str, role: str) -> Callable[[type], type]:
+    """Class decorator: register an optimizer class under its ``name``, with its display
+    ``label``, plot ``color`` and ``role`` (one of :data:`ROLES`)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+
+    def add(cls: type) -> type:
+        return OPTIMIZERS.add(getattr(cls, "name", ""), cls, label=label, color=color,
+                              role=role)
+
+    return add
 
 
 def available() -> list[str]:
     """Names of all registered optimizers, sorted."""
-    return sorted(_REGISTRY)
+    return OPTIMIZERS.names()
+
+
+def baselines() -> tuple[str, ...]:
+    """The hand-designed optimizers (role ``"baseline"``), in the paper's order."""
+    return tuple(OPTIMIZERS.in_order(role="baseline"))
+
+
+def labels() -> dict[str, str]:
+    """``{name: display label}`` of every registered optimizer, in the paper's order."""
+    return {name: OPTIMIZERS.meta(name)["label"] for name in OPTIMIZERS.in_order()}
+
+
+def colors() -> dict[str, str]:
+    """``{name: plot color}`` of every registered optimizer, in the paper's order."""
+    return {name: OPTIMIZERS.meta(name)["color"] for name in OPTIMIZERS.in_order()}
 
 
 def base_name(label: str) -> str:
@@ -43,26 +72,32 @@ def get_class(name: str) -> type:
 
         return peer_class(base_name(name))
     try:
-        return _REGISTRY[base_name(name)]
-    except KeyError:
+        return OPTIMIZERS.entry(base_name(name))
+    except ValueError:
         raise ValueError(
             f"unknown optimizer {name!r}; available: {', '.join(available())}"
         ) from None
 
 
 def accepted(name: str) -> list[str]:
-    """The hyperparameter keywords that the optimizer ``name`` accepts (its constructors'
-    keyword arguments along the class hierarchy), sorted."""
-    found: set[str] = set()
-    for klass in get_class(name).__mro__:
+    """The hyperparameter keywords that the optimizer ``name`` accepts, sorted."""
+    return sorted(keywords(get_class(name)))
+
+
+def keywords(cls: type) -> list[str]:
+    """The constructor keywords of ``cls`` along its class hierarchy, base classes first (in
+    each constructor's order), less those the class declares ``absent``."""
+    found: list[str] = []
+    for klass in reversed(cls.__mro__):
         init = klass.__dict__.get("__init__")
         if init is None or klass is object:
             continue
         for param in inspect.signature(init).parameters.values():
             if param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD) \
-                    and param.name != "self":
-                found.add(param.name)
-    return sorted(found)
+                    and param.name != "self" and param.name not in found:
+                found.append(param.name)
+    absent = getattr(cls, "absent", ())
+    return [key for key in found if key not in absent]
 
 
 def make(name: str, **hyperparameters: Any) -> Any:
@@ -75,8 +110,10 @@ def make(name: str, **hyperparameters: Any) -> Any:
     known = accepted(name)
     unknown = sorted(set(hyperparameters) - set(known))
     if unknown:
-        raise ValueError(f"bad hyperparameters for {name!r}: unknown keyword {unknown[0]!r}; "
-                         f"accepted: {', '.join(known)}")
+        renamed = getattr(cls, "renamed", {}).get(unknown[0])
+        hint = f" (renamed {renamed!r})" if renamed else ""
+        raise ValueError(f"bad hyperparameters for {name!r}: unknown keyword {unknown[0]!r}"
+                         f"{hint}; accepted: {', '.join(known)}")
     try:
         return cls(**hyperparameters)
     except TypeError as exc:

@@ -11,7 +11,7 @@ point again (the success of the last step, judged on the same minibatch).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -28,20 +28,19 @@ from zol2l.optimizers.base import StepOutput
 from zol2l.oracle import Oracle
 
 if TYPE_CHECKING:
-    from zol2l.optimizers.zo_lstm import LearnedZO
+    from zol2l.optimizers.zo_lstm import LearnedState, LearnedZO
 
 
-def scale_free_step(opt: LearnedZO, oracle: Oracle, x: torch.Tensor, state: dict[str, Any],
+def scale_free_step(opt: LearnedZO, oracle: Oracle, x: torch.Tensor, state: LearnedState,
                     gen: torch.Generator) -> StepOutput:
-    """One scale-free step of ``opt`` from ``x[B, d]`` (state kept in ``state['scale_free']``)."""
+    """One scale-free step of ``opt`` from ``x[B, d]`` (its own state kept in
+    ``state.scale_free``)."""
     rnn = opt.update_rnn
     assert isinstance(rnn, ScaleFreeUpdateRNN)
     const = rnn.constants
-    sf: ScaleFreeState | None = state.get("scale_free")
+    sf = state.scale_free
     if sf is None:
-        sf = ScaleFreeState.initial(x, const, opt.alpha)
-        state["scale_free"] = sf
-    state.setdefault("t", 0)
+        sf = state.scale_free = ScaleFreeState.initial(x, const, opt.alpha)
     extras: dict[str, torch.Tensor] = {}
     std = None
     if opt.sampling == "query":
@@ -53,7 +52,7 @@ def scale_free_step(opt: LearnedZO, oracle: Oracle, x: torch.Tensor, state: dict
     mu = sf.mu(const)
     again = torch.stack([x.detach(), sf.x_base.detach()], dim=1)  # f(x) again, accepted point
     est = gaussian(oracle, x.detach(), opt.q, mu, gen, std=std, guide=guide,
-                   alpha=opt.guide_alpha, extra=again)
+                   guide_alpha=opt.guide_alpha, extra=again)
     assert est.values is not None
     fx, grad = est.fx, est.grad
     diffs = est.values[:, 1 : opt.q + 1] - fx[:, None]
@@ -70,6 +69,6 @@ def scale_free_step(opt: LearnedZO, oracle: Oracle, x: torch.Tensor, state: dict
     sf.t += 1
     extras["sigma"] = sf.sigma.detach()
     extras["mu"] = mu
-    state["prev_grad"], state["prev_update"] = grad.detach(), (x_new - x).detach()
-    state["t"] += 1
+    state.prev_grad, state.prev_update = grad.detach(), (x_new - x).detach()
+    state.t += 1
     return StepOutput(x_new, fx, grad, extras)

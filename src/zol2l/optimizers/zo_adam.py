@@ -7,20 +7,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from zol2l.optimizers.base import ZOOptimizer
+from zol2l.optimizers.base import State, ZOOptimizer
 from zol2l.optimizers.registry import register
 
 
-@register
+@dataclass(kw_only=True)
+class AdamState(State):
+    """ZO-ADAM's state: the moments ``m_t`` and ``v_t`` (``[B, d]``)."""
+
+    m: torch.Tensor
+    v: torch.Tensor
+
+
+@register(label="ZO-ADAM", color="tab:green", role="baseline")
 class ZOAdam(ZOOptimizer):
-    """Zeroth-order Adam."""
+    """Zeroth-order Adam (``eps``, a numerical guard, is not among the recorded
+    hyperparameters)."""
 
     name = "zo-adam"
     default_delta = 8.0
+    unrecorded = ("eps",)
 
     def __init__(
         self, *, beta1: float = 0.9, beta2: float = 0.996, eps: float = 1e-8, **kwargs: Any
@@ -33,16 +44,13 @@ class ZOAdam(ZOOptimizer):
             raise ValueError(f"eps must be non-negative, got {eps}")
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "beta1": self.beta1, "beta2": self.beta2}
+    def init_state(self, x: torch.Tensor) -> AdamState:
+        return AdamState(m=torch.zeros_like(x), v=torch.zeros_like(x))
 
-    def init_state(self, x: torch.Tensor) -> dict[str, Any]:
-        return {"m": torch.zeros_like(x), "v": torch.zeros_like(x)}
-
-    def update(self, x: torch.Tensor, grad: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
-        t = state["t"] + 1
-        m = state["m"].mul_(self.beta1).add_(grad, alpha=1.0 - self.beta1)
-        v = state["v"].mul_(self.beta2).addcmul_(grad, grad, value=1.0 - self.beta2)
+    def update(self, x: torch.Tensor, grad: torch.Tensor, state: AdamState) -> torch.Tensor:  # type: ignore[override]
+        t = state.t + 1
+        m = state.m.mul_(self.beta1).add_(grad, alpha=1.0 - self.beta1)
+        v = state.v.mul_(self.beta2).addcmul_(grad, grad, value=1.0 - self.beta2)
         m_hat = m / (1.0 - self.beta1**t)
         v_hat = v / (1.0 - self.beta2**t)
         return x - self.learning_rate(x.shape[1]) * m_hat / (v_hat.sqrt() + self.eps)

@@ -27,14 +27,17 @@ path); the QueryRNN's inputs (previous estimate and update) are detached.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
 from zol2l.learned.checkpoint import CheckpointError, load_checkpoint
-from zol2l.learned.rnn import QueryRNN, UpdateRNN, mix_and_normalize
+from zol2l.learned.rnn import Hidden, QueryRNN, UpdateRNN, mix_and_normalize
 from zol2l.learned.scalefree import ScaleFreeState, ScaleFreeUpdateRNN
-from zol2l.optimizers.base import StepOutput, ZOOptimizer
+from zol2l.optimizers.base import State, StepOutput, ZOOptimizer
 from zol2l.optimizers.registry import register
 from zol2l.optimizers.scale_free import scale_free_step
 from zol2l.optimizers.zo_guided_es import GuidedSampling
@@ -47,16 +50,26 @@ DEFAULT_CHECKPOINT = "pretrained:general"
 PAPER_CHECKPOINT = "pretrained:binary-classification"
 
 
+@dataclass(kw_only=True)
+class LearnedState(State):
+    """The ZO-LSTM family's state: the LSTMs' hidden states (``None`` before the first step)
+    and, for the scale-free scheme, its :class:`~zol2l.learned.scalefree.ScaleFreeState`."""
+
+    query_hidden: Hidden | None = None
+    update_hidden: Hidden | None = None
+    scale_free: ScaleFreeState | None = None
+
+
 class LearnedZO(ZOOptimizer):
     """Shared machinery of the ZO-LSTM family (see the module docstring).
 
     Args:
+        alpha: update scale (section 4.3): ``x_{t+1} = x_t + alpha * UpdateRNN(g_hat)``.
+        p_query: ``P`` of the Bernoulli mixture ``X Sigma + (1 - X) I`` (0.5 at test time,
+            1 in meta-training).
         checkpoint: ``.safetensors`` path, ``pretrained:NAME`` or ``None`` (untrained).
         checkpoint_sha256: if given, the loaded file must have this sha256.
         update_rnn, query_rnn: module instances (override the checkpoint's).
-        p_query: ``P`` of the Bernoulli mixture ``X Sigma + (1 - X) I`` (0.5 at test time,
-            1 in meta-training).
-        alpha: update scale (section 4.3): ``x_{t+1} = x_t + alpha * UpdateRNN(g_hat)``.
         init_seed: seed of untrained weights.
         q, mu, lr, delta: see :class:`~zol2l.optimizers.base.ZOOptimizer`; ``lr``/``delta``
             only for ``zo-lstm-no-update``.
@@ -64,16 +77,17 @@ class LearnedZO(ZOOptimizer):
 
     sampling: ClassVar[str] = "query"  # "query", "gaussian" or "guided"
     learned_update: ClassVar[bool] = True
+    unrecorded = ("update_rnn", "query_rnn", "init_seed")
 
     def __init__(
         self,
         *,
+        alpha: float = 1.0,
+        p_query: float = 0.5,
         checkpoint: str | None = DEFAULT_CHECKPOINT,
         checkpoint_sha256: str | None = None,
         update_rnn: UpdateRNN | None = None,
         query_rnn: QueryRNN | None = None,
-        p_query: float = 0.5,
-        alpha: float = 1.0,
         init_seed: int = 0,
         **kwargs: Any,
     ) -> None:
@@ -117,34 +131,43 @@ class LearnedZO(ZOOptimizer):
         #: the scale-free scheme (``pretrained:general``) or eq. 2 as published
         self.scale_free = isinstance(self.update_rnn, ScaleFreeUpdateRNN)
 
-    def hyperparameters(self) -> dict[str, Any]:
-        hp = super().hyperparameters()
-        if self.learned_update:
-            hp.pop("lr", None)
-            hp.pop("delta", None)
-            hp["alpha"] = self.alpha
-        if self.sampling == "query":
-            hp["p_query"] = self.p_query
-        hp["checkpoint"] = self.checkpoint
-        if self.scale_free:  # the scheme sets mu itself (from its step and the noise)
-            hp["scheme"] = "scale-free"
-            hp.pop("mu", None)
-        if self.checkpoint_sha256 is not None:
-            hp["checkpoint_sha256"] = self.checkpoint_sha256
-        return hp
+    def recorded(self, key: str) -> dict[str, Any]:
+        """As the base class's, except: no step size when the UpdateRNN makes the update; no
+        ``mu`` for the scale-free scheme, which sets it itself (from its step and the noise),
+        and the scheme recorded with the checkpoint; the sha256 only of a loaded file."""
+        if key in ("lr", "delta") and self.learned_update:
+            return {}
+        if key == "mu" and self.scale_free:
+            return {}
+        if key == "checkpoint" and self.scale_free:
+            return {"checkpoint": self.checkpoint, "scheme": "scale-free"}
+        if key == "checkpoint_sha256" and self.checkpoint_sha256 is None:
+            return {}
+        return super().recorded(key)
+
+    @classmethod
+    def identity(cls, hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
+        """The base identity plus the recorded sha256 of the files behind the
+        ``checkpoint`` spec (both stages of ``pretrained:NAME``), when there are any: a
+        changed file behind the same spec is another unit (with the same seed)."""
+        found = super().identity(hyperparameters)
+        weights = checkpoint_digests(hyperparameters.get("checkpoint"))
+        if weights:
+            found["checkpoint_sha256"] = weights
+        return found
 
     # ----------------------------------------------------------------- stepping
-    def init_state(self, x: torch.Tensor) -> dict[str, Any]:
+    def init_state(self, x: torch.Tensor) -> LearnedState:
         for module in (self.update_rnn, self.query_rnn):
             if module is not None:
                 module.to(x.device)  # the RNNs run where the iterate lives (e.g. --device cuda)
-        return {}
+        return LearnedState()
 
-    def recommend(self, x: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
+    def recommend(self, x: torch.Tensor, state: LearnedState) -> torch.Tensor:  # type: ignore[override]
         """The scale-free scheme returns its last accepted point: its last iterate is a
         proposal that no query has judged yet."""
-        if self.scale_free and "scale_free" in state:
-            return state["scale_free"].x_base.detach()
+        if self.scale_free and state.scale_free is not None:
+            return state.scale_free.x_base.detach()
         return x
 
     def queries_at(self, t: int) -> int:
@@ -152,102 +175,90 @@ class LearnedZO(ZOOptimizer):
         :mod:`zol2l.optimizers.scale_free`)."""
         return self.q + (3 if self.scale_free else 1)
 
-    def step(self, oracle: Oracle, x: torch.Tensor, state: dict[str, Any],
+    def step(self, oracle: Oracle, x: torch.Tensor, state: LearnedState,  # type: ignore[override]
              gen: torch.Generator) -> StepOutput:
         if self.scale_free:
             return scale_free_step(self, oracle, x, state, gen)
         return super().step(oracle, x, state, gen)
 
-    @staticmethod
-    def detach_state(state: dict[str, Any]) -> None:
-        """Cut the autograd graph held by ``state`` (truncated BPTT boundaries)."""
-        for key, value in list(state.items()):
-            if isinstance(value, ScaleFreeState):
-                value.detach()
-            elif isinstance(value, torch.Tensor):
-                state[key] = value.detach()
-            elif isinstance(value, tuple) and all(isinstance(v, torch.Tensor) for v in value):
-                state[key] = tuple(v.detach() for v in value)
-
-    def sampling_std(self, x: torch.Tensor, state: dict[str, Any], gen: torch.Generator,
-                     extras: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    def sampling_std(self, x: torch.Tensor, state: LearnedState,  # type: ignore[override]
+                     gen: torch.Generator, extras: dict[str, torch.Tensor]
+                     ) -> torch.Tensor | None:
         """The per-coordinate std of this step's directions (eq. 3 + mixture), or ``None``."""
         if self.sampling != "query":
             return None
         assert self.query_rnn is not None
-        if "prev_grad" in state:
-            prev = state["prev_grad"], state["prev_update"]
+        if state.prev_grad is not None and state.prev_update is not None:
+            prev = state.prev_grad, state.prev_update
         else:  # first step: no previous estimate nor update
             prev = torch.zeros_like(x), torch.zeros_like(x)
-        raw, state["query_hidden"] = self.query_rnn(*prev, state.get("query_hidden"))
+        raw, state.query_hidden = self.query_rnn(*prev, state.query_hidden)
         std = mix_and_normalize(raw, self.p_query, gen)
         extras["std_pred"], extras["std"] = raw, std
         return std
 
-    def update(self, x: torch.Tensor, grad: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
+    def update(self, x: torch.Tensor, grad: torch.Tensor,  # type: ignore[override]
+               state: LearnedState) -> torch.Tensor:
         if not self.learned_update:
             return x - self.learning_rate(x.shape[1]) * grad
         assert self.update_rnn is not None
-        out, state["update_hidden"] = self.update_rnn(grad, state.get("update_hidden"))
+        out, state.update_hidden = self.update_rnn(grad, state.update_hidden)
         return x + self.alpha * out
 
 
-@register
+@register(label="ZO-LSTM", color="tab:red", role="learned")
 class ZOLSTM(LearnedZO):
     """ZO-LSTM: QueryRNN sampling + UpdateRNN update."""
 
     name = "zo-lstm"
 
 
-@register
+@register(label="ZO-LSTM-no-query", color="tab:purple", role="ablation")
 class ZOLSTMNoQuery(LearnedZO):
     """ZO-LSTM without the QueryRNN: standard Gaussian directions + UpdateRNN."""
 
     name = "zo-lstm-no-query"
     sampling = "gaussian"
-
-    def __init__(self, **kwargs: Any) -> None:
-        _reject(self.name, kwargs, "p_query", "query_rnn")
-        super().__init__(**kwargs)
+    absent = ("p_query", "query_rnn")
 
 
-@register
+@register(label="ZO-LSTM-no-update", color="tab:pink", role="ablation")
 class ZOLSTMNoUpdate(LearnedZO):
     """ZO-LSTM without the UpdateRNN: QueryRNN sampling + the ZO-SGD update."""
 
     name = "zo-lstm-no-update"
     learned_update = False
     default_delta = 4.0
+    absent = ("alpha", "update_rnn")
 
-    def __init__(self, **kwargs: Any) -> None:
-        _reject(self.name, kwargs, "alpha", "update_rnn")
-        kwargs.setdefault("checkpoint", PAPER_CHECKPOINT)
-        super().__init__(**kwargs)
+    def __init__(self, *, checkpoint: str | None = PAPER_CHECKPOINT, **kwargs: Any) -> None:
+        super().__init__(checkpoint=checkpoint, **kwargs)
 
 
-@register
+@register(label="ZO-LSTM-GuidedES", color="tab:gray", role="ablation")
 class ZOLSTMGuidedES(GuidedSampling, LearnedZO):
-    """Guided-ES sampling (appendix B) + UpdateRNN.  ``guide_alpha`` is Guided ES's alpha."""
+    """Guided-ES sampling (appendix B) + UpdateRNN; ``guide_alpha`` as in ``zo-guided-es``."""
 
     name = "zo-lstm-guided-es"
     sampling = "guided"
-
-    def __init__(self, *, guide_alpha: float = 0.5, **kwargs: Any) -> None:
-        _reject(self.name, kwargs, "p_query", "query_rnn")
-        super().__init__(**kwargs)
-        if not 0.0 <= guide_alpha <= 1.0:
-            raise ValueError(f"guide_alpha must lie in [0, 1], got {guide_alpha}")
-        self.guide_alpha = float(guide_alpha)
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "guide_alpha": self.guide_alpha}
+    absent = ("p_query", "query_rnn")
 
 
 def _first(*modules: Any) -> Any:
     return next((m for m in modules if m is not None), None)
 
 
-def _reject(name: str, kwargs: dict[str, Any], *keys: str) -> None:
-    for key in keys:
-        if key in kwargs:
-            raise TypeError(f"{name} has no {key!r}")
+def checkpoint_digests(spec: Any) -> list[str]:
+    """The recorded sha256 of the learned-optimizer files behind a ``checkpoint`` spec (both
+    stages of ``pretrained:NAME``; ``[]`` without a spec or readable metadata)."""
+    if not spec:
+        return []
+    from zol2l.learned.checkpoint import resolve, sidecar
+
+    found = set()
+    for stage in ("update", "query"):
+        try:
+            found.add(json.loads(sidecar(resolve(spec, stage)).read_text())["sha256"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return sorted(found)

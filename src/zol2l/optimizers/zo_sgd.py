@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from zol2l.optimizers.base import ZOOptimizer
+from zol2l.optimizers.base import State, ZOOptimizer
 from zol2l.optimizers.registry import register
 
 
-@register
+@register(label="ZO-SGD", color="tab:blue", role="baseline")
 class ZOSGD(ZOOptimizer):
     """Zeroth-order SGD on the Gaussian estimate of eq. 1."""
 
     name = "zo-sgd"
     default_delta = 4.0
 
-    def update(self, x: torch.Tensor, grad: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
+    def update(self, x: torch.Tensor, grad: torch.Tensor, state: State) -> torch.Tensor:
         return x - self.learning_rate(x.shape[1]) * grad

@@ -14,17 +14,27 @@ query (the oracle exposes no larger batch).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from zol2l.estimators import Estimate, directional_average, gaussian, sample_directions
-from zol2l.optimizers.base import ZOOptimizer
+from zol2l.optimizers.base import State, ZOOptimizer
 from zol2l.optimizers.registry import register
 from zol2l.oracle import Oracle
 
 
-@register
+@dataclass(kw_only=True)
+class SZVRGState(State):
+    """ZO-SZVR-G's state: the epoch's snapshot ``x~`` and its estimate ``g~`` (``[B, d]``,
+    ``None`` before the first snapshot step)."""
+
+    snapshot: torch.Tensor | None = None
+    snapshot_grad: torch.Tensor | None = None
+
+
+@register(label="ZO-SZVR-G", color="tab:brown", role="baseline")
 class ZOSZVRG(ZOOptimizer):
     """Zeroth-order stochastic variance-reduced gradient (ZO-SZVR-G)."""
 
@@ -37,24 +47,25 @@ class ZOSZVRG(ZOOptimizer):
             raise ValueError(f"epoch and q0 must be >= 1, got epoch={epoch}, q0={q0}")
         self.epoch, self.q0 = int(epoch), int(q0)
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "epoch": self.epoch, "q0": self.q0}
+    def init_state(self, x: torch.Tensor) -> SZVRGState:
+        return SZVRGState()
 
     def queries_at(self, t: int) -> int:
         return self.q0 + 1 if t % self.epoch == 0 else 2 * (self.q + 1)
 
     def estimate(
-        self, oracle: Oracle, x: torch.Tensor, state: dict[str, Any], gen: torch.Generator,
+        self, oracle: Oracle, x: torch.Tensor, state: SZVRGState, gen: torch.Generator,  # type: ignore[override]
         extras: dict[str, torch.Tensor],
     ) -> Estimate:
         mu = self.smoothing(x.dtype)
-        if state["t"] % self.epoch == 0:
+        if state.t % self.epoch == 0:
             snap = gaussian(oracle, x, self.q0, mu, gen)
-            state["snapshot"], state["snapshot_grad"] = x.clone(), snap.grad
+            state.snapshot, state.snapshot_grad = x.clone(), snap.grad
             return snap
         nprob, d = x.shape
         u = sample_directions((nprob, self.q, d), gen, dtype=x.dtype, device=x.device)
-        snap = state["snapshot"]
+        snap, snap_grad = state.snapshot, state.snapshot_grad
+        assert snap is not None and snap_grad is not None
         points = torch.cat(
             [x[:, None], x[:, None] + mu * u, snap[:, None], snap[:, None] + mu * u], dim=1
         )
@@ -62,7 +73,7 @@ class ZOSZVRG(ZOOptimizer):
         here, there = values[:, : self.q + 1], values[:, self.q + 1 :]
         g_here = directional_average((here[:, 1:] - here[:, :1]) / mu, u)
         g_there = directional_average((there[:, 1:] - there[:, :1]) / mu, u)
-        return Estimate(g_here - g_there + state["snapshot_grad"], here[:, 0], values.shape[1])
+        return Estimate(g_here - g_there + snap_grad, here[:, 0], values.shape[1])
 
-    def update(self, x: torch.Tensor, grad: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
+    def update(self, x: torch.Tensor, grad: torch.Tensor, state: State) -> torch.Tensor:
         return x - self.learning_rate(x.shape[1]) * grad

@@ -241,7 +241,7 @@ class AttackFamily(TaskFamily):
                  c: float | None = None, p: int = 1, box: Box = "tanh",
                  max_batch: int = 1024, instance_seed: int = 0, per_split: int = 100,
                  device: str | torch.device = "cpu") -> None:
-        from zol2l.targets import load_pretrained_target, load_target_file
+        from zol2l.targets import Float32Target, load_pretrained_target, load_target_file
 
         if p not in (1, 2):
             raise ValueError(f"p must be 1 or 2, got {p}")
@@ -262,14 +262,11 @@ class AttackFamily(TaskFamily):
         for param in getattr(target, "parameters", lambda: [])():
             param.requires_grad_(False)
         self.device = torch.device(device)
-        if self.device.type == "cuda":
-            # TF32 convolutions/matmuls round to a 10-bit mantissa: that noise swamps the
-            # forward differences of eq. 1 (mu = 1e-4 in float32), so keep full float32.
-            torch.backends.cudnn.allow_tf32 = False
-            torch.backends.cuda.matmul.allow_tf32 = False
         if isinstance(target, torch.nn.Module):
             target = target.to(self.device)
-        self.target = target
+        # on CUDA, every forward pass of the target in full float32 (no TF32), the global
+        # flags untouched
+        self.target = Float32Target(target) if self.device.type == "cuda" else target
         if images is None or labels is None:
             from zol2l.data import load_dataset
 

@@ -4,28 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-_TASKS: dict[str, type] = {}
+from zol2l.registry import Registry
+
+TASKS: Registry[type] = Registry("task")
 
 
 def register_task(cls: type) -> type:
-    """Class decorator: register a task family under its ``name``."""
-    _TASKS[cls.name] = cls
-    return cls
+    """Class decorator: register a task family under its ``name`` (a name once)."""
+    return TASKS.add(getattr(cls, "name", ""), cls)
 
 
 def available_tasks() -> list[str]:
     """Names of the registered task families."""
-    return sorted(_TASKS)
+    return TASKS.names()
 
 
 def task_class(name: str) -> Any:
     """The registered task family class ``name``."""
-    try:
-        return _TASKS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown task {name!r}; available: {', '.join(available_tasks())}"
-        ) from None
+    return TASKS.entry(name)
 
 
 def make_task(name: str, **options: Any) -> Any:

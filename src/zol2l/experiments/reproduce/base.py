@@ -29,6 +29,8 @@ from typing import Any
 import torch
 
 from zol2l.fileio import undefined_as_null, write_json_atomic
+from zol2l.optimizers import baselines
+from zol2l.registry import Registry
 from zol2l.tasks import make_task
 from zol2l.tasks.base import TaskFamily
 from zol2l.tasks.registry import task_class
@@ -49,7 +51,7 @@ class Experiment:
     learned: tuple[str, ...] = ()
 
 
-EXPERIMENTS: dict[str, Experiment] = {}
+EXPERIMENTS: Registry[Experiment] = Registry("experiment")
 
 
 def experiment(name: str, paper: str, *, tuned: Sequence[str] = (),
@@ -58,9 +60,7 @@ def experiment(name: str, paper: str, *, tuned: Sequence[str] = (),
     checks; ``tuned`` / ``learned``: the tasks whose baselines / ZO-LSTMs it resolves."""
 
     def wrap(func: ExperimentFn) -> ExperimentFn:
-        if name in EXPERIMENTS:
-            raise ValueError(f"experiment {name!r} registered twice")
-        EXPERIMENTS[name] = Experiment(name, paper, func, tuple(tuned), tuple(learned))
+        EXPERIMENTS.add(name, Experiment(name, paper, func, tuple(tuned), tuple(learned)))
         return func
 
     return wrap
@@ -77,9 +77,8 @@ def available_experiments() -> list[str]:
     return sorted(EXPERIMENTS, key=lambda name: (rank.get(name, len(ORDER)), name))
 
 
-#: tasks whose baselines are tuned and shipped in ``zol2l/tuned/`` (``zol2l tune`` output)
-TUNED = ("binary-classification", "mnist-attack", "cifar10-attack")
-BASELINES = ("zo-sgd", "zo-signsgd", "zo-adam", "zo-szvrg", "zo-guided-es")
+#: the hand-designed optimizers (the registry's role ``"baseline"``), in the paper's order
+BASELINES = baselines()
 
 
 def tuned_file(task: str) -> Path:

@@ -17,20 +17,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from zol2l.experiments.plots import band  # noqa: E402
+from zol2l.optimizers.registry import colors, labels  # noqa: E402
 
-#: one colour per optimizer, the same in every figure
-COLORS = {
-    "zo-sgd": "tab:blue", "zo-signsgd": "tab:orange", "zo-adam": "tab:green",
-    "zo-szvrg": "tab:brown", "zo-guided-es": "tab:olive", "zo-lstm": "tab:red",
-    "zo-lstm-no-query": "tab:purple", "zo-lstm-no-update": "tab:pink",
-    "zo-lstm-guided-es": "tab:gray", "zo-lstm-finetune": "tab:cyan",
-}
-LABELS = {
-    "zo-sgd": "ZO-SGD", "zo-signsgd": "ZO-signSGD", "zo-adam": "ZO-ADAM",
-    "zo-szvrg": "ZO-SZVR-G", "zo-guided-es": "Guided-ES", "zo-lstm": "ZO-LSTM",
-    "zo-lstm-no-query": "ZO-LSTM-no-query", "zo-lstm-no-update": "ZO-LSTM-no-update",
-    "zo-lstm-guided-es": "ZO-LSTM-GuidedES", "zo-lstm-finetune": "ZO-LSTM-finetune",
-}
+#: one colour per optimizer, the same in every figure (declared where each is registered;
+#: ``zo-lstm-finetune`` labels ZO-LSTM with its update scale tuned on the task, section 4.3)
+COLORS = {**colors(), "zo-lstm-finetune": "tab:cyan"}
+#: the paper's name of each optimizer (declared where each is registered)
+LABELS = {**labels(), "zo-lstm-finetune": "ZO-LSTM-finetune"}
 
 
 def label(name: str) -> str:

@@ -20,7 +20,7 @@ from zol2l.estimators import gaussian
 from zol2l.experiments.reproduce.base import Context
 from zol2l.learned.rnn import mix_and_normalize
 from zol2l.loop import run
-from zol2l.optimizers import make
+from zol2l.optimizers import State, make
 from zol2l.oracle import Oracle
 from zol2l.tasks.base import Problem
 
@@ -61,7 +61,7 @@ def cosine_study(ctx: Context, q_grid: tuple[int, ...], images: int, steps: int
         without: list[torch.Tensor] = []
         spread: list[torch.Tensor] = []
 
-        def hook(t: int, step: Any, state: dict[str, Any], problem: Problem = problem,
+        def hook(t: int, step: Any, state: State, problem: Problem = problem,
                  oracle: Oracle = oracle, gen: torch.Generator = gen, mu: float = mu,
                  q: int = q, where: list[torch.Tensor] = where,
                  with_q: list[torch.Tensor] = with_q, without: list[torch.Tensor] = without,
@@ -97,7 +97,7 @@ def replay(name: str, hyperparameters: dict[str, Any], estimates: torch.Tensor) 
     state = opt.init_state(x)
     updates = []
     for t, grad in enumerate(estimates):
-        state["t"] = t
+        state.t = t
         new = opt.update(x, grad[None], state)
         updates.append((new - x)[0])
         x = new
@@ -127,10 +127,10 @@ def trajectory_study(ctx: Context, steps: int, top: int) -> dict[str, Any]:
     problem = task.problem([image], trials=1, seed=ctx.seed)
     rec: dict[str, list[torch.Tensor]] = {"variance": [], "estimate": [], "update": []}
 
-    def hook(t: int, step: Any, state: dict[str, Any]) -> None:
+    def hook(t: int, step: Any, state: State) -> None:
         rec["variance"].append(mix_and_normalize(step.extras["std_pred"], 1.0)[0].square())
         rec["estimate"].append(step.estimate[0])
-        rec["update"].append(state["prev_update"][0])
+        rec["update"].append(state.prev_update[0])
 
     run(make("zo-lstm", checkpoint=ctx.learned("mnist-attack"), q=q), problem, steps,
         seed=ctx.seed, nonfinite="inf", callback=hook)
