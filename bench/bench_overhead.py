@@ -24,10 +24,10 @@ import torch
 
 import zol2l
 from zol2l.loop import run
-from zol2l.optimizers import available, make
+from zol2l.optimizers import baselines, make
 from zol2l.tasks.base import Problem
 
-HAND_DESIGNED = [n for n in available() if not n.startswith("zo-lstm")]
+HAND_DESIGNED = baselines()
 
 
 class TimedSphere(Problem):

@@ -138,7 +138,7 @@ def minimize(
         budget: queries never exceeded; the run stops before a step that would exceed it.
         q, lr, delta, seed: see :func:`zol2l.loop.run` and the optimizer.
         mu: smoothing; default :data:`zol2l.blackbox.BLACKBOX_MU` (works with and without
-            evaluation noise, see docs/mu.md).
+            evaluation noise, see docs/blackbox.md).
         bounds: ``(lower, upper)``, scalars or arrays: every query and iterate is clipped into
             the box (the optimizer minimizes ``f(clip(x))``, see :mod:`zol2l.blackbox`).
         callback: ``callback(state: State)`` after each step; a true return value stops.

@@ -19,40 +19,28 @@ LSTM and the head have no biases and the head's initial weights are multiplied b
 (``head_init``), so an untrained UpdateRNN makes small updates and an untrained QueryRNN
 predicts ``std ~= 1`` (standard Gaussian sampling).
 
-Input preprocessing (``RNNConfig.preprocess``), decided by measurement (stage-1
-meta-trainings, validation loss = eq. 4-weighted mean loss on held-out training instances;
-``bench/results/meta_compare.json`` and ``meta_decisions.json``, ``bench/bench_meta.py``):
+Input preprocessing (``RNNConfig.preprocess``):
 
 * ``"scale"`` (default): the raw input times a fixed ``input_scale`` stored with the
   weights; the meta-trainer measures ``1 / median |input|`` on training instances (binary
   classification: estimates ~5e-2, scale ~19).  Algebraically this is the raw-input LSTM
-  with its input weights rescaled, but it starts meta-training with O(1) pre-activations
-  whatever the task's gradient scale: on binary classification (200-step runs, 100-step
-  truncations) it reached validation loss 0.065-0.066 after 1 epoch on both seeds tried,
-  where raw inputs needed 3 epochs to get there (same end point, 0.064-0.066).  The map stays
-  linear-ish for small inputs, so near an optimum the update shrinks with the estimate.
-* ``"none"``: the authors' raw inputs.  Estimates of ~5e-2 leave the bias-free LSTM in its
-  linear regime with ~1e-4 initial outputs; Adam must first grow the weights (the 3x slower
-  start above).  Attack-scale gradients would instead saturate it.
+  with its input weights rescaled, but meta-training starts with O(1) pre-activations
+  whatever the task's gradient scale; the map stays linear-ish for small inputs, so near an
+  optimum the update shrinks with the estimate.
+* ``"none"``: the authors' raw inputs.
 * ``"logsign"``: Andrychowicz et al. (2016): ``(log|x| / p, sign x)`` if ``|x| >= e^-p``
-  else ``(-1, e^p x)``, ``p = 10``.  Scale-free, but the update's magnitude must come from
-  ``log|x| / p``: measured clearly worse, binary 0.095 vs 0.072 (scale) and quadratics
-  0.29 vs 0.085, where it plateaus at a noise floor (final loss 3e-2 vs 2e-9).
+  else ``(-1, e^p x)``, ``p = 10``.
 
 Forget-gate bias (``RNNConfig.forget_bias``, ``zol2l meta-train --forget-bias``).  Without
 biases the forget gate is ``sigmoid(W x + U h)``, about 0.5 for the small inputs near an
-optimum: the cell forgets half of its state every step, so the UpdateRNN cannot average the
-noisy estimates over many steps the way ZO-ADAM's ``beta1 = 0.99`` momentum does.  A learned
-bias on the forget gate alone (starting at ``b``: ``sigmoid(3) = 0.95``, a memory of ~20
-steps) fixes that and keeps the property that a zero input from a zero state gives a zero
-update (no drift).  Measured on binary classification (stage 1, 500-step runs in 250-step
-truncations, 12 epochs x 10 runs, seed 0; validation = eq. 4-weighted mean loss / mean final
-loss on held-out training instances, where tuned ZO-ADAM scores 0.0412 / 0.0273): bias-free
-0.0439 / 0.034 (the previously shipped optimizer), ``b = 1`` 0.0431 / 0.033, ``b = 3``
-0.0365 / 0.025 (0.0357 after 30 epochs: the shipped optimizer); ``b = 5`` starts from an
-optimizer that diverges (val 0.70) and was still at 0.16 after 40 runs.  On the 10 test
-datasets x 10 trials the shipped optimizer ends at 0.0235 against tuned ZO-ADAM's 0.0290
-(``bench/results/bar_binary.json``).  The attack checkpoints keep the bias-free LSTM.
+optimum, so the cell forgets half of its state every step.  A learned bias on the forget gate
+alone (starting at ``b``: ``sigmoid(3) = 0.95``, a memory of ~20 steps) lets the UpdateRNN
+average noisy estimates over many steps and keeps the property that a zero input from a zero
+state gives a zero update.  The binary-classification checkpoint has it (``b = 3``); the
+attack checkpoints keep the bias-free LSTM.
+
+The measurements behind both choices, with their commands and result files, are in
+``docs/decisions.md`` ("Meta-training of the paper's ZO-LSTM").
 """
 
 from __future__ import annotations

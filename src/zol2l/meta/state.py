@@ -27,6 +27,7 @@ from zol2l.fileio import atomic_write
 from zol2l.learned.checkpoint import save_checkpoint
 from zol2l.learned.rnn import CoordinateLSTM
 from zol2l.meta.config import MetaConfig
+from zol2l.seeding import mix_seed
 
 LOG_COLUMNS = ("run", "epoch", "meta_step", "meta_loss", "train_initial_loss",
                "train_final_loss", "val_loss", "val_final_loss", "elapsed_s")
@@ -104,7 +105,4 @@ class Window:
 
 def derive_seed(*keys: int) -> int:
     """A seed from integer keys (seed, epoch, run, purpose)."""
-    seed = 0
-    for k in keys:
-        seed = (seed * 1_000_003 + int(k) + 12_345) % (2**62)
-    return seed
+    return mix_seed(*keys, salt=12_345)
