@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from zol2l.experiments.backends import make_backend
-from zol2l.experiments.evaluate import evaluate, read_hparams
+from zol2l.experiments.defaults import read_hparams
+from zol2l.experiments.evaluate import evaluate
 from zol2l.experiments.options import RunOptions
 from zol2l.fileio import write_json_atomic
 from zol2l.tasks import make_task

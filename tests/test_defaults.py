@@ -14,8 +14,8 @@ from conftest import DATA, needs_data
 import zol2l
 from zol2l.cli import build_parser, main
 from zol2l.cli_options import parse_ids, parse_set
-from zol2l.experiments.defaults import tuned_path
-from zol2l.experiments.evaluate import evaluate, read_hparams
+from zol2l.experiments.defaults import read_hparams, tuned_path
+from zol2l.experiments.evaluate import evaluate
 from zol2l.experiments.options import RunOptions
 from zol2l.meta.cli import config_from_args
 from zol2l.optimizers import get_class

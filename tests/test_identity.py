@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 
-from zol2l.experiments.evaluate import read_hparams
+from zol2l.experiments.defaults import read_hparams
 from zol2l.experiments.reproduce import base as reproduce_base
 from zol2l.experiments.units import make_units
 from zol2l.learned import QueryRNN, UpdateRNN, save_checkpoint

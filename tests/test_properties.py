@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from zol2l.data import DataFormatError, load_dataset_uint8
 from zol2l.estimators import coordinatewise, gaussian
-from zol2l.experiments.evaluate import read_hparams
+from zol2l.experiments.defaults import read_hparams
 from zol2l.modelfiles import UnsafeModelFileError, detect_format
 from zol2l.oracle import BudgetExhausted, NonFiniteValueError, Oracle
 

@@ -85,6 +85,13 @@ def test_reproduce_has_no_import_cycle() -> None:
         assert cycle is None, " -> ".join(cycle or [])
 
 
+def test_package_has_no_import_cycle() -> None:
+    graph = module_graph()
+    for module in sorted(graph):
+        cycle = find_cycle(graph, module)
+        assert cycle is None, " -> ".join(cycle or [])
+
+
 def forbid_training(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("resolution trained")

@@ -325,6 +325,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from zol2l.validation import check_args
 
         check_args(args)
+        names = getattr(args, "optimizers", None) or getattr(args, "optimizer", None)
+        hparams = getattr(args, "hparams", None)
+        if hparams is not None and isinstance(names, str) and Path(hparams).is_file():
+            from zol2l.experiments.defaults import warn_unselected_entries
+
+            warn_unselected_entries(hparams, names)
         if args.command not in LOCKED_COMMANDS:
             return int(args.func(args) or 0)
         with out_lock(args.out, command=" ".join(["zol2l", *argv])):

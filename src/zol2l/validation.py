@@ -130,8 +130,7 @@ def warn_unselected(table: Mapping[str, Any], selected: list[str], path: Path | 
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """The checks of values several commands share (seed, --c, --device, --max-batch,
-    hyperparameter entries of unselected optimizers)."""
+    """The checks of values several commands share (seed, --c, --device, --max-batch, ...)."""
     if getattr(args, "seed", None) is not None:
         check_seed(args.seed)
     c = getattr(args, "c", None)
@@ -144,13 +143,6 @@ def check_args(args: argparse.Namespace) -> None:
         value = getattr(args, flag, None)
         if isinstance(value, int) and value < 1:
             raise UserError(f"--{flag.replace('_', '-')} {value}: must be >= 1")
-    names = getattr(args, "optimizers", None) or getattr(args, "optimizer", None)
-    hparams = getattr(args, "hparams", None)
-    if hparams is not None and isinstance(names, str) and Path(hparams).is_file():
-        from zol2l.experiments.evaluate import read_hparams
-
-        selected = [n.strip() for n in names.split(",") if n.strip()]
-        warn_unselected(read_hparams(hparams), selected, hparams)
 
 
 def signature_keys(target: Callable | type) -> list[str] | None:

@@ -23,9 +23,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from zol2l.optimizers import get_class
+from zol2l.optimizers import available, get_class
 from zol2l.optimizers.registry import base_name
 from zol2l.tasks.base import TaskFamily
+from zol2l.validation import check_options, warn_unselected
 
 Table = dict[str, dict[str, Any]]
 _STEP_KEYS = ("lr", "delta")
@@ -37,11 +38,34 @@ def tuned_path(task: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def read_table(path: str | Path) -> Table:
-    """``{name: hyperparameters}`` of a ``zol2l tune`` file."""
-    from zol2l.experiments.evaluate import read_hparams
+def read_hparams(path: str | os.PathLike) -> Table:
+    """``{name: hyperparameters}`` of a hyperparameter file written by ``zol2l tune``."""
+    try:
+        payload = json.loads(Path(path).read_text())
+        table = payload["optimizers"]
+        found = {name: entry["hyperparameters"] for name, entry in table.items()}
+        for name, hp in found.items():
+            if not isinstance(hp, dict):
+                raise TypeError(f"optimizers.{name}.hyperparameters is "
+                                f"{type(hp).__name__}, not a table")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"hyperparameter file {path} does not exist") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(
+            f"{path} is not a zol2l tune file (expected {{'optimizers': {{NAME: "
+            f"{{'hyperparameters': {{...}}}}}}}}): {exc}"
+        ) from None
+    for name, hp in found.items():
+        if name in available():
+            check_options(get_class(name), hp, f"{path}: optimizers.{name}.hyperparameters")
+    return {name: dict(hp) for name, hp in found.items()}
 
-    return read_hparams(path)
+
+def warn_unselected_entries(path: str | os.PathLike, names: str) -> None:
+    """Warn about entries of the hyperparameter file ``path`` for optimizers that are not in
+    the comma-separated ``names`` (``--optimizers``)."""
+    selected = [n.strip() for n in names.split(",") if n.strip()]
+    warn_unselected(read_hparams(path), selected, path)
 
 
 def is_learned(name: str) -> bool:
@@ -108,10 +132,10 @@ def resolve(task: TaskFamily, names: Sequence[str], *, user: Mapping[str, Mappin
     tuned_source = ""
     if tuned == "shipped":
         path = tuned_path(task.name)
-        tuned, tuned_source = ((read_table(path), f"tuned:zol2l/tuned/{path.name}") if path
+        tuned, tuned_source = ((read_hparams(path), f"tuned:zol2l/tuned/{path.name}") if path
                                else ({}, ""))
     elif isinstance(tuned, str | os.PathLike):
-        tuned, tuned_source = read_table(tuned), f"file:{tuned}"
+        tuned, tuned_source = read_hparams(tuned), f"file:{tuned}"
     tuned = dict(tuned or {})
     user = dict(user or {})
     table: Table = {}

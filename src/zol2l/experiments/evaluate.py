@@ -24,12 +24,10 @@ of its units' compute time.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,9 +45,7 @@ from zol2l.experiments.units import (
 )
 from zol2l.fileio import write_json_atomic
 from zol2l.loop import RunResult
-from zol2l.optimizers import available, get_class
 from zol2l.tasks.base import Problem, TaskFamily
-from zol2l.validation import check_options
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> None:
@@ -187,29 +183,6 @@ def evaluate(
     }
     record_sources(payload, sources)
     return payload
-
-
-def read_hparams(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """Read the hyperparameter file written by ``zol2l tune``."""
-    try:
-        payload = json.loads(Path(path).read_text())
-        table = payload["optimizers"]
-        found = {name: entry["hyperparameters"] for name, entry in table.items()}
-        for name, hp in found.items():
-            if not isinstance(hp, dict):
-                raise TypeError(f"optimizers.{name}.hyperparameters is "
-                                f"{type(hp).__name__}, not a table")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"hyperparameter file {path} does not exist") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(
-            f"{path} is not a zol2l tune file (expected {{'optimizers': {{NAME: "
-            f"{{'hyperparameters': {{...}}}}}}}}): {exc}"
-        ) from None
-    for name, hp in found.items():
-        if name in available():
-            check_options(get_class(name), hp, f"{path}: optimizers.{name}.hyperparameters")
-    return {name: dict(hp) for name, hp in found.items()}
 
 
 def mean_final_loss(result: RunResult) -> float:

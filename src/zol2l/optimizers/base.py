@@ -15,6 +15,7 @@ from its constructor keywords; what work units hash for it is :meth:`ZOOptimizer
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -23,8 +24,23 @@ from typing import Any, ClassVar
 import torch
 
 from zol2l.estimators import Estimate, check_mu, check_q, default_mu, gaussian
-from zol2l.optimizers.registry import keywords
 from zol2l.oracle import Oracle
+
+
+def keywords(cls: type) -> list[str]:
+    """The constructor keywords of ``cls`` along its class hierarchy, base classes first (in
+    each constructor's order), less those the class declares ``absent``."""
+    found: list[str] = []
+    for klass in reversed(cls.__mro__):
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        for param in inspect.signature(init).parameters.values():
+            if param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD) \
+                    and param.name != "self" and param.name not in found:
+                found.append(param.name)
+    absent = getattr(cls, "absent", ())
+    return [key for key in found if key not in absent]
 
 
 @dataclass

@@ -10,10 +10,10 @@ imports the optimizer modules in it).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
+from zol2l.optimizers.base import keywords
 from zol2l.registry import Registry
 
 OPTIMIZERS: Registry[type] = Registry("optimizer")
@@ -82,22 +82,6 @@ def get_class(name: str) -> type:
 def accepted(name: str) -> list[str]:
     """The hyperparameter keywords that the optimizer ``name`` accepts, sorted."""
     return sorted(keywords(get_class(name)))
-
-
-def keywords(cls: type) -> list[str]:
-    """The constructor keywords of ``cls`` along its class hierarchy, base classes first (in
-    each constructor's order), less those the class declares ``absent``."""
-    found: list[str] = []
-    for klass in reversed(cls.__mro__):
-        init = klass.__dict__.get("__init__")
-        if init is None or klass is object:
-            continue
-        for param in inspect.signature(init).parameters.values():
-            if param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD) \
-                    and param.name != "self" and param.name not in found:
-                found.append(param.name)
-    absent = getattr(cls, "absent", ())
-    return [key for key in found if key not in absent]
 
 
 def make(name: str, **hyperparameters: Any) -> Any:
