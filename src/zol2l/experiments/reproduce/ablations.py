@@ -34,7 +34,7 @@ import numpy as np
 
 from zol2l.experiments.plots import band
 from zol2l.experiments.reproduce import figures
-from zol2l.experiments.reproduce.analysis import finite, rel_diff, unavailable
+from zol2l.experiments.reproduce.analysis import finite, hyperparameters, rel_diff, unavailable
 from zol2l.experiments.reproduce.base import Context
 from zol2l.experiments.reproduce.query_analysis import cosine_study, trajectory_study
 from zol2l.experiments.reproduce.spec import Check, Payload, Plan, Report, Run, Spec, register
@@ -108,7 +108,7 @@ class Fig4(Spec):
                 "protocol": {"instances": size.instances, "test_ids": res["instances"],
                              "trials": size.trials, "steps": size.steps, "q": size.q,
                              "checkpoint": ctx.learned(name),
-                             "optimizers": {k: b["hyperparameters"] for k, b in blocks.items()}},
+                             "optimizers": hyperparameters(blocks)},
                 "optimizers": blocks, "summary": summary}
         cos_images = ctx.sizes("mnist-attack").instances
         cos_steps = ctx.pick(5, 100)

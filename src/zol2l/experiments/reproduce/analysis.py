@@ -1,9 +1,10 @@
 """Analysis helpers shared by the ``zol2l reproduce`` experiments.
 
-Numbers from evaluation blocks (:func:`select`, :func:`finite`, :func:`rel_diff`,
-:func:`paired`, :func:`best`), evidence strings (:func:`listing`), whether a task's files are
-there (:func:`unavailable`), and the train-split selection of ZO-LSTM's update scale
-``alpha`` (section 4.3, :func:`tune_alpha`) through the one harness.
+Numbers from evaluation blocks (:func:`select`, :func:`hyperparameters`,
+:func:`final_losses`, :func:`finite`, :func:`rel_diff`, :func:`paired`, :func:`best`),
+evidence strings (:func:`listing`), whether a task's files are there (:func:`unavailable`),
+and the train-split selection of ZO-LSTM's update scale ``alpha`` (section 4.3,
+:func:`tune_alpha`) through the one harness.
 """
 
 from __future__ import annotations
@@ -37,6 +38,16 @@ def select(blocks: Mapping[str, Mapping[str, Any]], keys: Iterable[str]
     """``keys`` of every optimizer's evaluation block (``None`` where a block lacks one)."""
     keys = tuple(keys)
     return {name: {k: block.get(k) for k in keys} for name, block in blocks.items()}
+
+
+def hyperparameters(blocks: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The hyperparameters each optimizer ran with (as the harness resolved them)."""
+    return {name: block["hyperparameters"] for name, block in blocks.items()}
+
+
+def final_losses(blocks: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """Each optimizer's mean final loss, ``inf`` where it diverged (:func:`finite`)."""
+    return {name: finite(block["final_loss_mean"]) for name, block in blocks.items()}
 
 
 def finite(value: Any) -> float:

@@ -27,7 +27,9 @@ from zol2l.experiments.reproduce.analysis import (
     ALPHA_GRID,
     TRANSFER,
     best,
+    final_losses,
     finite,
+    hyperparameters,
     listing,
     select,
     tune_alpha,
@@ -89,12 +91,12 @@ class Fig3(Spec):
             {k: panel_a[k] for k in ("zo-sgd", "zo-lstm")} if value == defaults[key]
             else done[f"fig3-{key}{value}"]["optimizers"], KEEP) for value in values}
             for key, values in grids.items()}
-        final = {k: finite(b["final_loss_mean"]) for k, b in panel_a.items()}
+        final = final_losses(panel_a)
         protocol = {
             "task": ctx.task(TASK).describe(), "split": "test", "test_ids": res_a["instances"],
             "instances": size.instances, "trials": size.trials, "steps": size.steps,
             "q": size.q, "defaults": defaults, "grids": grids,
-            "optimizers": {k: b["hyperparameters"] for k, b in panel_a.items()},
+            "optimizers": hyperparameters(panel_a),
             "checkpoints": setup["checkpoints"],
             "untuned_baselines": sorted(k for k, hp in setup["baselines"].items() if not hp),
             "finetune": {"method": "alpha scale of the MNIST-trained ZO-LSTM (section 4.3)",

@@ -24,7 +24,9 @@ from zol2l.experiments.reproduce import figures
 from zol2l.experiments.reproduce.analysis import (
     ALPHA_GRID,
     TRANSFER,
+    final_losses,
     finite,
+    hyperparameters,
     rel_diff,
     tune_alpha,
     unavailable,
@@ -85,8 +87,8 @@ class Generalization(Spec):
             protocol["targets"][target] = {
                 **asdict(setup["sizes"][target]), "tune_trials": 1,
                 "test_ids": res["instances"], "alpha_tuning": tuning,
-                "optimizers": {k: b["hyperparameters"] for k, b in blocks.items()}}
-            final = {k: finite(b["final_loss_mean"]) for k, b in blocks.items()}
+                "optimizers": hyperparameters(blocks)}
+            final = final_losses(blocks)
             diff = rel_diff(final[TRANSFER], final["zo-lstm"])
             results[target] = {"optimizers": blocks, "final_loss_mean": final,
                                "relative_difference": diff if math.isfinite(diff) else None,

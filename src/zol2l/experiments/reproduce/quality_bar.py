@@ -25,7 +25,13 @@ from typing import Any
 from zol2l.experiments.options import DEFAULT_INSTANCE_CHUNK
 from zol2l.experiments.reproduce import figures
 from zol2l.experiments.reproduce.ablations import ablation_optimizers
-from zol2l.experiments.reproduce.analysis import listing, paired, select, tune_alpha
+from zol2l.experiments.reproduce.analysis import (
+    hyperparameters,
+    listing,
+    paired,
+    select,
+    tune_alpha,
+)
 from zol2l.experiments.reproduce.base import BASELINES, Context
 from zol2l.experiments.reproduce.spec import (
     Check,
@@ -128,7 +134,7 @@ def bar_result(ctx: Context, task_name: str, run: Run, tuning: dict[str, Any] | 
     return {"task": task_name, "split": "test", "instances": len(payload["instances"]),
             "trials": run.trials, "steps": run.steps, "q": run.q, "seed": ctx.seed,
             "device": payload["device"],
-            "hyperparameters": {n: b["hyperparameters"] for n, b in payload["optimizers"].items()},
+            "hyperparameters": hyperparameters(payload["optimizers"]),
             "alpha_tuning": tuning, "optimizers": rows, "bars": bars(rows),
             "curves": payload["optimizers"]}
 
