@@ -12,6 +12,7 @@ subclass: its plan, its analysis and its checks.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -112,7 +113,7 @@ def body(report: Report, checks: Sequence[Check]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Spec:
+class Spec(ABC):
     """An experiment: ``name``, the paper's claim (``paper``) and the tasks whose tuned
     baselines (``tuned``) and learned optimizers (``learned``) it resolves; subclasses say
     what it runs, how it is analysed and what it checks.
@@ -126,17 +127,17 @@ class Spec:
     tuned: tuple[str, ...] = ()
     learned: tuple[str, ...] = ()
 
+    @abstractmethod
     def plan(self, ctx: Context) -> Plan:
         """The runs of the experiment in ``ctx`` (quick or paper sizes)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def analyze(self, ctx: Context, plan: Plan, done: Mapping[str, Payload]) -> Report:
         """Numbers and figures from the payloads ``done`` of ``plan``'s runs (by tag)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def checks(self, report: Report) -> list[Check]:
         """The paper's claims, checked on ``report``."""
-        raise NotImplementedError
 
 
 def run_spec(spec: Spec, ctx: Context) -> dict[str, Any]:
