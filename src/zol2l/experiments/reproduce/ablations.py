@@ -26,6 +26,7 @@ to the update's.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +34,11 @@ import numpy as np
 
 from zol2l.experiments.plots import band
 from zol2l.experiments.reproduce import figures
-from zol2l.experiments.reproduce.base import Context, experiment
-from zol2l.experiments.reproduce.generalization import finite, rel_diff, unavailable
+from zol2l.experiments.reproduce.analysis import finite, hyperparameters, rel_diff, unavailable
+from zol2l.experiments.reproduce.base import Context
 from zol2l.experiments.reproduce.query_analysis import cosine_study, trajectory_study
+from zol2l.experiments.reproduce.spec import Check, Payload, Plan, Report, Run, Spec, register
+from zol2l.tasks.registry import task_class
 
 ABLATIONS = ("zo-sgd", "zo-lstm", "zo-lstm-no-query", "zo-lstm-no-update", "zo-lstm-guided-es")
 
@@ -58,7 +61,6 @@ Q_GRID = (5, 10, 20, 40)
 NEGLIGIBLE = 0.05
 
 
-
 def ablation_optimizers(ctx: Context, task: str, q: int) -> dict[str, dict[str, Any]]:
     """The five optimizers of Figure 4a-4c on ``task`` (learned ones: ``ctx.learned(task)``;
     ZO-LSTM-no-update takes the tuned ZO-SGD step size)."""
@@ -71,60 +73,82 @@ def ablation_optimizers(ctx: Context, task: str, q: int) -> dict[str, dict[str, 
             "zo-lstm-guided-es": {"checkpoint": ckpt, "q": q}}
 
 
-def _panel(ctx: Context, name: str) -> dict[str, Any]:
-    """One ablation panel: the five optimizers on the test instances of ``name``."""
-    task = ctx.task(name)
-    size = ctx.sizes(name)
-    n, trials, steps, q = size.instances, size.trials, size.steps, size.q
-    res = ctx.evaluate(task, ablation_optimizers(ctx, name, q), tag=f"fig4-{name}",
-                       split="test", instances=n, trials=trials, steps=steps, q=q)
-    blocks = res["optimizers"]
-    summary = {k: {"final": finite(b["final_loss_mean"]),
-                   "auc": float(np.mean(b["loss_mean"])) if all(
-                       math.isfinite(v) for v in b["loss_mean"]) else math.inf}
-               for k, b in blocks.items()}
-    return {"protocol": {"instances": n, "test_ids": res["instances"], "trials": trials,
-                         "steps": steps, "q": q, "checkpoint": ctx.learned(name),
-                         "optimizers": {k: b["hyperparameters"] for k, b in blocks.items()}},
-            "optimizers": blocks, "summary": summary}
+class Fig4(Spec):
+    """Figure 4a-4e (section 4.4): the five optimizers of each ablation panel through the
+    harness; the cosine (d) and trajectory (e) studies run the loop themselves
+    (:mod:`~zol2l.experiments.reproduce.query_analysis`)."""
+
+    def plan(self, ctx: Context) -> Plan:
+        runs, skipped, sizes = [], {}, {}
+        for name in PANELS:
+            reason = unavailable(ctx, name)
+            if reason:
+                skipped[name] = reason
+                continue
+            size = sizes[name] = ctx.sizes(name)
+            runs.append(Run(f"fig4-{name}", ctx.task(name),
+                            ablation_optimizers(ctx, name, size.q), split="test",
+                            instances=size.instances, trials=size.trials, steps=size.steps,
+                            q=size.q))
+        return Plan(tuple(runs), {"skipped": skipped, "sizes": sizes})
+
+    def analyze(self, ctx: Context, plan: Plan, done: Mapping[str, Payload]) -> Report:
+        panels: dict[str, Any] = {}
+        for name in PANELS:
+            if name in plan.setup["skipped"]:
+                panels[name] = {"skipped": plan.setup["skipped"][name]}
+                continue
+            size, res = plan.setup["sizes"][name], done[f"fig4-{name}"]
+            blocks = res["optimizers"]
+            summary = {k: {"final": finite(b["final_loss_mean"]),
+                           "auc": float(np.mean(b["loss_mean"])) if all(
+                               math.isfinite(v) for v in b["loss_mean"]) else math.inf}
+                       for k, b in blocks.items()}
+            panels[name] = {
+                "protocol": {"instances": size.instances, "test_ids": res["instances"],
+                             "trials": size.trials, "steps": size.steps, "q": size.q,
+                             "checkpoint": ctx.learned(name),
+                             "optimizers": hyperparameters(blocks)},
+                "optimizers": blocks, "summary": summary}
+        cos_images = ctx.sizes("mnist-attack").instances
+        cos_steps = ctx.pick(5, 100)
+        q_grid = tuple(ctx.pick((5, 20), Q_GRID))
+        cos = cosine_study(ctx, q_grid, cos_images, cos_steps)
+        traj = trajectory_study(ctx, ctx.pick(10, 200), ctx.pick(5, 50))
+        protocol = {
+            "panels": {k: p.get("protocol", p) for k, p in panels.items()},
+            "cosine": {"task": "mnist-attack", "split": "test", "images": cos_images,
+                       "trials": 1, "steps": cos_steps, "q_grid": list(q_grid),
+                       "checkpoint": ctx.learned("mnist-attack"),
+                       "method": "along each ZO-LSTM run (q directions), the estimate at x_t "
+                                 "with the QueryRNN's normalized std (unmixed) and with "
+                                 "N(0, I), vs the autograd gradient; averaged over the first "
+                                 "steps and images"},
+            "trajectory": {k: traj[k] for k in ("image", "coordinate", "steps", "q", "top",
+                                                "hyperparameters")},
+            "negligible": NEGLIGIBLE,
+        }
+        results = {"panels": {k: {kk: p[kk] for kk in ("optimizers", "summary")}
+                              if "summary" in p else p for k, p in panels.items()},
+                   "cosine": cos, "trajectory": traj}
+        return Report(protocol, results, (_figure(ctx, _titles(), panels, cos, traj),))
+
+    def checks(self, report: Report) -> list[Check]:
+        r = report.results
+        return _checks(_titles(), r["panels"], r["cosine"], r["trajectory"])
 
 
-@experiment("fig4", paper=(
+def _titles() -> dict[str, str]:
+    """The panel titles: each task's ``protocol.title``."""
+    return {name: task_class(name).protocol.title for name in PANELS}
+
+
+register(Fig4(name="fig4", paper=(
     "Figure 4 (ablations and analysis). The QueryRNN and the UpdateRNN each improve ZO-LSTM "
     "(MNIST, CIFAR-10, binary classification); Guided ES helps much less than the QueryRNN; "
     "the QueryRNN raises the cosine similarity between estimate and gradient, more as q "
     "grows; the UpdateRNN's update is smoother than the estimate."),
-    tuned=tuple(PANELS), learned=tuple(PANELS))
-def fig4(ctx: Context) -> dict[str, Any]:
-    """Figure 4a-4e (section 4.4)."""
-    panels: dict[str, Any] = {}
-    for name in PANELS:
-        reason = unavailable(ctx, name)
-        panels[name] = {"skipped": reason} if reason else _panel(ctx, name)
-    cos_images = ctx.sizes("mnist-attack").instances
-    cos_steps = ctx.pick(5, 100)
-    q_grid = tuple(ctx.pick((5, 20), Q_GRID))
-    cos = cosine_study(ctx, q_grid, cos_images, cos_steps)
-    traj = trajectory_study(ctx, ctx.pick(10, 200), ctx.pick(5, 50))
-    protocol = {
-        "panels": {k: p.get("protocol", p) for k, p in panels.items()},
-        "cosine": {"task": "mnist-attack", "split": "test", "images": cos_images, "trials": 1,
-                   "steps": cos_steps, "q_grid": list(q_grid),
-                   "checkpoint": ctx.learned("mnist-attack"),
-                   "method": "along each ZO-LSTM run (q directions), the estimate at x_t with "
-                             "the QueryRNN's normalized std (unmixed) and with N(0, I), vs the "
-                             "autograd gradient; averaged over the first steps and images"},
-        "trajectory": {k: traj[k] for k in ("image", "coordinate", "steps", "q", "top",
-                                            "hyperparameters")},
-        "negligible": NEGLIGIBLE,
-    }
-    results = {"panels": {k: {kk: p[kk] for kk in ("optimizers", "summary")} if "summary" in p
-                          else p for k, p in panels.items()},
-               "cosine": cos, "trajectory": traj}
-    titles = {name: ctx.task(name).protocol.title for name in PANELS}
-    checks = _checks(titles, panels, cos, traj)
-    names = [_figure(ctx, titles, panels, cos, traj)]
-    return {"protocol": protocol, "results": results, "checks": checks, "figures": names}
+    tuned=tuple(PANELS), learned=tuple(PANELS)))
 
 
 def _fmt(s: dict[str, float]) -> str:
@@ -132,85 +156,81 @@ def _fmt(s: dict[str, float]) -> str:
 
 
 def _checks(titles: dict[str, str], panels: dict[str, Any], cos: dict[str, Any],
-            traj: dict[str, Any]) -> list[dict[str, Any]]:
+            traj: dict[str, Any]) -> list[Check]:
     """One check per claim of section 4.4, from the measured numbers."""
-    checks: list[dict[str, Any]] = []
+    checks: list[Check] = []
     gains: dict[str, float] = {}
     for name, title in titles.items():
         short = title.split(" ", 1)[1]
         if "summary" not in panels[name]:
             for module in ("QueryRNN", "UpdateRNN"):
-                checks.append({"claim": f"{title}: the {module} improves ZO-LSTM", "holds": None,
-                               "evidence": f"skipped: {panels[name]['skipped']}"})
+                checks.append(Check(f"{title}: the {module} improves ZO-LSTM", None,
+                                    f"skipped: {panels[name]['skipped']}"))
             continue
         s = panels[name]["summary"]
         for module, ablated in (("QueryRNN", "zo-lstm-no-query"),
                                 ("UpdateRNN", "zo-lstm-no-update")):
-            better = s["zo-lstm"]["final"] < s[ablated]["final"] or \
-                s["zo-lstm"]["auc"] < s[ablated]["auc"]
-            checks.append({
-                "claim": f"{title}: the {module} improves ZO-LSTM (lower final loss or faster "
-                         f"convergence = lower mean loss over iterations than "
-                         f"{figures.label(ablated)})",
-                "holds": bool(better),
-                "evidence": f"ZO-LSTM {_fmt(s['zo-lstm'])}; {figures.label(ablated)} "
-                            f"{_fmt(s[ablated])}"})
+            checks.append(Check(
+                f"{title}: the {module} improves ZO-LSTM (lower final loss or faster "
+                f"convergence = lower mean loss over iterations than "
+                f"{figures.label(ablated)})",
+                s["zo-lstm"]["final"] < s[ablated]["final"]
+                or s["zo-lstm"]["auc"] < s[ablated]["auc"],
+                f"ZO-LSTM {_fmt(s['zo-lstm'])}; {figures.label(ablated)} {_fmt(s[ablated])}"))
         gains[short] = -rel_diff(s["zo-lstm"]["auc"], s["zo-lstm-no-query"]["auc"])
         guided = -rel_diff(s["zo-lstm-guided-es"]["auc"], s["zo-lstm-no-query"]["auc"])
         if PANELS[name].guided_es_helps:
-            checks.append({
-                "claim": f"{title}: Guided ES speeds up convergence over ZO-LSTM-no-query, "
-                         "but much less than the QueryRNN",
-                "holds": bool(0 < guided < gains[short]),
-                "evidence": f"mean-loss gain over no-query: Guided ES {guided:+.1%}, "
-                            f"QueryRNN {gains[short]:+.1%}"})
+            checks.append(Check(
+                f"{title}: Guided ES speeds up convergence over ZO-LSTM-no-query, "
+                "but much less than the QueryRNN",
+                0 < guided < gains[short],
+                f"mean-loss gain over no-query: Guided ES {guided:+.1%}, "
+                f"QueryRNN {gains[short]:+.1%}"))
         else:
-            checks.append({
-                "claim": f"{title}: Guided ES has a negligible effect (mean loss within "
-                         f"{NEGLIGIBLE:.0%} of ZO-LSTM-no-query)",
-                "holds": bool(abs(guided) <= NEGLIGIBLE),
-                "evidence": f"mean-loss change vs no-query: {guided:+.1%}"})
+            checks.append(Check(
+                f"{title}: Guided ES has a negligible effect (mean loss within "
+                f"{NEGLIGIBLE:.0%} of ZO-LSTM-no-query)",
+                abs(guided) <= NEGLIGIBLE, f"mean-loss change vs no-query: {guided:+.1%}"))
     for name, panel in PANELS.items():
         short = titles[name].split(" ", 1)[1]
         if not panel.smallest_query_gain or short not in gains or len(gains) < 2:
             continue
-        others = {k: v for k, v in gains.items() if k != short}
-        checks.append({
-            "claim": f"The QueryRNN's improvement is less significant on {short} than on the "
-                     f"other tasks",
-            "holds": bool(all(gains[short] < v for v in others.values())),
-            "evidence": "relative mean-loss gain over no-query: "
-                        + ", ".join(f"{k} {v:+.1%}" for k, v in gains.items())})
+        checks.append(Check(
+            f"The QueryRNN's improvement is less significant on {short} than on the "
+            f"other tasks",
+            all(gains[short] < v for k, v in gains.items() if k != short),
+            "relative mean-loss gain over no-query: "
+            + ", ".join(f"{k} {v:+.1%}" for k, v in gains.items())))
     qs = list(cos)
     gap = {q: cos[q]["query_mean"] - cos[q]["gaussian_mean"] for q in qs}
     spread = float(np.mean([cos[q]["query_std_spread"] for q in qs]))
-    checks.append({
-        "claim": "(d) The QueryRNN raises the cosine similarity between the ZO estimate and the "
-                 "true gradient, at every q",
-        "holds": bool(all(g > 0 for g in gap.values())),
-        "evidence": "; ".join(f"q={q}: {cos[q]['query_mean']:.3f} vs {cos[q]['gaussian_mean']:.3f}"
-                              for q in qs)
-        + f" (QueryRNN's normalized std: mean spread across coordinates {spread:.3g})"})
-    checks.append({
-        "claim": "(d) The QueryRNN's cosine improvement grows with q (positive, and larger at "
-                 "the largest q than at the smallest)",
-        "holds": bool(gap[qs[-1]] > max(gap[qs[0]], 0.0)) if len(qs) > 1 else None,
-        "evidence": "gap " + ", ".join(f"q={q}: {g:+.3f}" for q, g in gap.items())})
+    checks.append(Check(
+        "(d) The QueryRNN raises the cosine similarity between the ZO estimate and the "
+        "true gradient, at every q",
+        all(g > 0 for g in gap.values()),
+        "; ".join(f"q={q}: {cos[q]['query_mean']:.3f} vs {cos[q]['gaussian_mean']:.3f}"
+                  for q in qs)
+        + f" (QueryRNN's normalized std: mean spread across coordinates {spread:.3g})"))
+    checks.append(Check(
+        "(d) The QueryRNN's cosine improvement grows with q (positive, and larger at "
+        "the largest q than at the smallest)",
+        gap[qs[-1]] > max(gap[qs[0]], 0.0) if len(qs) > 1 else None,
+        "gap " + ", ".join(f"q={q}: {g:+.3f}" for q, g in gap.items())))
     st = traj["statistics_top"]
-    checks.append({
-        "claim": "(e) The UpdateRNN's update is less noisy than the ZO estimate, and the "
-                 "predicted variance is smoother still",
-        "holds": bool(st["roughness_update"] < st["roughness_estimate"]
-                      and st["roughness_variance"] < st["roughness_update"]),
-        "evidence": f"median roughness over the {traj['top']} most active coordinates: "
-                    f"estimate {st['roughness_estimate']:.3f}, update "
-                    f"{st['roughness_update']:.3f}, variance {st['roughness_variance']:.3f}"})
-    checks.append({
-        "claim": "(e) The predicted variance follows the update's magnitude more than the "
-                 "estimate's",
-        "holds": bool(st["corr_variance_abs_update"] > st["corr_variance_abs_estimate"]),
-        "evidence": f"median correlation with |update| {st['corr_variance_abs_update']:.3f}, "
-                    f"with |estimate| {st['corr_variance_abs_estimate']:.3f}"})
+    checks.append(Check(
+        "(e) The UpdateRNN's update is less noisy than the ZO estimate, and the "
+        "predicted variance is smoother still",
+        st["roughness_update"] < st["roughness_estimate"]
+        and st["roughness_variance"] < st["roughness_update"],
+        f"median roughness over the {traj['top']} most active coordinates: "
+        f"estimate {st['roughness_estimate']:.3f}, update "
+        f"{st['roughness_update']:.3f}, variance {st['roughness_variance']:.3f}"))
+    checks.append(Check(
+        "(e) The predicted variance follows the update's magnitude more than the "
+        "estimate's",
+        st["corr_variance_abs_update"] > st["corr_variance_abs_estimate"],
+        f"median correlation with |update| {st['corr_variance_abs_update']:.3f}, "
+        f"with |estimate| {st['corr_variance_abs_estimate']:.3f}"))
     return checks
 
 

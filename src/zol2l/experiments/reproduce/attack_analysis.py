@@ -22,8 +22,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from zol2l.experiments.reproduce.analysis import listing
 from zol2l.experiments.reproduce.base import Context, experiment
 from zol2l.experiments.reproduce.figures import color, grid, label, save
+from zol2l.experiments.reproduce.spec import (
+    Check,
+    Payload,
+    Plan,
+    Report,
+    Run,
+    Spec,
+    body,
+    register,
+)
 from zol2l.learned.rnn import mix_and_normalize
 from zol2l.loop import RunResult, run
 from zol2l.optimizers import make
@@ -80,7 +91,7 @@ def _rank_corr(xs: Sequence[float], ys: Sequence[float]) -> float:
 
 
 def _fmt(values: Mapping[Any, float | None], digits: int = 1) -> str:
-    return ", ".join(f"{k}: {'-' if v is None else f'{v:.{digits}f}'}" for k, v in values.items())
+    return listing(values, f".{digits}f", sep=": ")
 
 
 def _common(setup: dict[str, Any], ctx: Context) -> dict[str, Any]:
@@ -90,73 +101,85 @@ def _common(setup: dict[str, Any], ctx: Context) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ Figure 8
-@experiment("fig8", paper="Figure 8 (appendix C.1). Iterations to the first attack success "
-                          "grow with the dimension for ZO-SGD; ZO-LSTM-no-update (the "
-                          "QueryRNN) needs fewer, the more so the larger d",
-            tuned=(TASK,), learned=(TASK,))
-def fig8(ctx: Context) -> dict[str, Any]:
-    """Iteration complexity against the perturbation's dimension (Figure 8)."""
-    setup = _setup(ctx, tuned=("zo-sgd",))
-    sizes = ctx.pick((SIZES[0], SIZES[-1]), SIZES)
-    table = {"zo-sgd": setup["tuned"]["zo-sgd"], "zo-lstm-no-update": _no_update(setup)}
-    per_d: dict[str, dict[str, Any]] = {}
-    for h, w in sizes:
-        payload = ctx.evaluate(setup["task"], table, tag=f"fig8-{h}x{w}",
-                               instances=setup["images"], trials=setup["trials"],
-                               steps=setup["steps"], q=setup["q"],
-                               problem_options={"perturbation_size": [h, w]})
-        per_d[f"{h}x{w}"] = {"d": h * w, **{n: _iterations(b, setup["steps"])
-                                            for n, b in payload["optimizers"].items()}}
-    dims = [v["d"] for v in per_d.values()]
-    fig, axes = grid(1, 2)
-    for name in table:
-        mean = [v[name]["iters_mean"] for v in per_d.values()]
-        sem = [v[name]["iters_sem"] for v in per_d.values()]
-        axes[0][0].errorbar(dims, mean, yerr=sem, marker="o", capsize=3, label=label(name),
-                            color=color(name))
-        axes[0][1].plot(dims, [v[name]["success_rate"] for v in per_d.values()], marker="o",
-                        label=label(name), color=color(name))
-    for ax, ylabel in zip(axes[0], ("iterations to first success (mean +- s.e.)",
-                                    "success rate"), strict=True):
-        ax.set_xscale("log")
-        ax.set_xticks(dims, [f"{k}\n{v['d']}" for k, v in per_d.items()], fontsize=7)
-        ax.minorticks_off()
-        ax.set_xlabel("dimension d (h x w of the perturbation; log scale)")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        ax.legend(frameon=False, fontsize=8)
-    axes[0][1].set_ylim(-0.05, 1.05)
-    runs = f"{setup['images']} images x {setup['trials']} trials"
-    figure = save(fig, ctx.out / "fig8.png",
-                  suptitle=f"Figure 8: iteration complexity vs dimension (MNIST attack, {runs}, "
-                           f"q = {setup['q']}, {setup['steps']} steps)")
+class Fig8(Spec):
+    """Iteration complexity against the perturbation's dimension (Figure 8): ZO-SGD and
+    ZO-LSTM-no-update at every perturbation size."""
 
-    sgd = [v["zo-sgd"]["iters_mean"] for v in per_d.values()]
-    rnn = [v["zo-lstm-no-update"]["iters_mean"] for v in per_d.values()]
-    gap = [a - b for a, b in zip(sgd, rnn, strict=True)]
-    rho_sgd, rho_gap = _rank_corr(dims, sgd), _rank_corr(dims, gap)
-    sem = max(v[n]["iters_sem"] for v in per_d.values() for n in table)
-    checks = [
-        {"claim": "ZO-SGD needs more iterations to the first success as d grows",
-         "holds": bool(sgd[-1] > sgd[0] and rho_sgd > 0),
-         "evidence": f"ZO-SGD {_fmt(dict(zip(per_d, sgd, strict=True)))} "
-                     f"(Spearman rho {rho_sgd:.2f})"},
-        {"claim": "ZO-LSTM-no-update needs fewer iterations than ZO-SGD at every d",
-         "holds": bool(all(g > 0 for g in gap)),
-         "evidence": f"ZO-LSTM-no-update {_fmt(dict(zip(per_d, rnn, strict=True)))} "
-                     f"(largest s.e. {sem:.1f})"},
-        {"claim": "the QueryRNN's saving (ZO-SGD minus ZO-LSTM-no-update) grows with d",
-         "holds": bool(gap[-1] > gap[0] and rho_gap > 0),
-         "evidence": f"saving {_fmt(dict(zip(per_d, gap, strict=True)))} "
-                     f"(Spearman rho {rho_gap:.2f})"},
-    ]
-    return {"protocol": {**_common(setup, ctx), "sizes": [list(s) for s in sizes],
-                         "dims": dims, "optimizers": table,
-                         "parametrization": "x = (tanh(w0 + up(delta)) + 1) / 2, up = "
-                                            "bilinear resize (align_corners=False), delta0 = 0",
-                         "delta": "ZO-SGD's tuned delta (d = 784) at every d, lr = delta / d",
-                         "iterations": "failed runs count as `steps`"},
-            "results": {"per_d": per_d}, "checks": checks, "figures": [figure]}
+    def plan(self, ctx: Context) -> Plan:
+        setup = _setup(ctx, tuned=("zo-sgd",))
+        sizes = ctx.pick((SIZES[0], SIZES[-1]), SIZES)
+        table = {"zo-sgd": setup["tuned"]["zo-sgd"], "zo-lstm-no-update": _no_update(setup)}
+        runs = tuple(Run(f"fig8-{h}x{w}", setup["task"], table, instances=setup["images"],
+                         trials=setup["trials"], steps=setup["steps"], q=setup["q"],
+                         problem_options={"perturbation_size": [h, w]}) for h, w in sizes)
+        return Plan(runs, {**setup, "sizes": sizes, "table": table})
+
+    def analyze(self, ctx: Context, plan: Plan, done: Mapping[str, Payload]) -> Report:
+        setup, table = plan.setup, plan.setup["table"]
+        per_d = {f"{h}x{w}": {"d": h * w, **{
+            n: _iterations(b, setup["steps"])
+            for n, b in done[f"fig8-{h}x{w}"]["optimizers"].items()}}
+            for h, w in setup["sizes"]}
+        dims = [v["d"] for v in per_d.values()]
+        fig, axes = grid(1, 2)
+        for name in table:
+            mean = [v[name]["iters_mean"] for v in per_d.values()]
+            sem = [v[name]["iters_sem"] for v in per_d.values()]
+            axes[0][0].errorbar(dims, mean, yerr=sem, marker="o", capsize=3, label=label(name),
+                                color=color(name))
+            axes[0][1].plot(dims, [v[name]["success_rate"] for v in per_d.values()],
+                            marker="o", label=label(name), color=color(name))
+        for ax, ylabel in zip(axes[0], ("iterations to first success (mean +- s.e.)",
+                                        "success rate"), strict=True):
+            ax.set_xscale("log")
+            ax.set_xticks(dims, [f"{k}\n{v['d']}" for k, v in per_d.items()], fontsize=7)
+            ax.minorticks_off()
+            ax.set_xlabel("dimension d (h x w of the perturbation; log scale)")
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3)
+            ax.legend(frameon=False, fontsize=8)
+        axes[0][1].set_ylim(-0.05, 1.05)
+        runs = f"{setup['images']} images x {setup['trials']} trials"
+        figure = save(fig, ctx.out / "fig8.png",
+                      suptitle=f"Figure 8: iteration complexity vs dimension (MNIST attack, "
+                               f"{runs}, q = {setup['q']}, {setup['steps']} steps)")
+        protocol = {**_common(setup, ctx), "sizes": [list(s) for s in setup["sizes"]],
+                    "dims": dims, "optimizers": table,
+                    "parametrization": "x = (tanh(w0 + up(delta)) + 1) / 2, up = "
+                                       "bilinear resize (align_corners=False), delta0 = 0",
+                    "delta": "ZO-SGD's tuned delta (d = 784) at every d, lr = delta / d",
+                    "iterations": "failed runs count as `steps`"}
+        return Report(protocol, {"per_d": per_d}, (figure,))
+
+    def checks(self, report: Report) -> list[Check]:
+        per_d = report.results["per_d"]
+        dims = [v["d"] for v in per_d.values()]
+        sgd = [v["zo-sgd"]["iters_mean"] for v in per_d.values()]
+        rnn = [v["zo-lstm-no-update"]["iters_mean"] for v in per_d.values()]
+        gap = [a - b for a, b in zip(sgd, rnn, strict=True)]
+        rho_sgd, rho_gap = _rank_corr(dims, sgd), _rank_corr(dims, gap)
+        sem = max(v[n]["iters_sem"] for v in per_d.values() for n in report.protocol["optimizers"])
+        return [
+            Check("ZO-SGD needs more iterations to the first success as d grows",
+                  sgd[-1] > sgd[0] and rho_sgd > 0,
+                  f"ZO-SGD {_fmt(dict(zip(per_d, sgd, strict=True)))} "
+                  f"(Spearman rho {rho_sgd:.2f})"),
+            Check("ZO-LSTM-no-update needs fewer iterations than ZO-SGD at every d",
+                  all(g > 0 for g in gap),
+                  f"ZO-LSTM-no-update {_fmt(dict(zip(per_d, rnn, strict=True)))} "
+                  f"(largest s.e. {sem:.1f})"),
+            Check("the QueryRNN's saving (ZO-SGD minus ZO-LSTM-no-update) grows with d",
+                  gap[-1] > gap[0] and rho_gap > 0,
+                  f"saving {_fmt(dict(zip(per_d, gap, strict=True)))} "
+                  f"(Spearman rho {rho_gap:.2f})"),
+        ]
+
+
+register(Fig8(name="fig8", paper="Figure 8 (appendix C.1). Iterations to the first attack "
+                                 "success grow with the dimension for ZO-SGD; "
+                                 "ZO-LSTM-no-update (the QueryRNN) needs fewer, the more so "
+                                 "the larger d",
+              tuned=(TASK,), learned=(TASK,)))
 
 
 # ------------------------------------------------------------------ Figure 9
@@ -259,28 +282,27 @@ def fig9(ctx: Context) -> dict[str, Any]:
 
     corr_l, corr_n = stats["corr_variance_lstm"], stats["corr_variance_no_query"]
     share_l, share_n = means["top10_share_lstm"], means["top10_share_no_query"]
-    checks = [
-        {"claim": "ZO-LSTM's final perturbation is less spread out than ZO-LSTM-no-query's "
-                  "(larger share of |perturbation| on the top 10% pixels)",
-         "holds": None if share_l is None or share_n is None else bool(share_l > share_n),
-         "evidence": f"top-10% share: {_fmt({'ZO-LSTM': share_l, 'no-query': share_n}, 4)} "
-                     f"(mean over {len(rows)} images)"},
-    ]
+    checks = [Check(
+        "ZO-LSTM's final perturbation is less spread out than ZO-LSTM-no-query's "
+        "(larger share of |perturbation| on the top 10% pixels)",
+        None if share_l is None or share_n is None else share_l > share_n,
+        f"top-10% share: {_fmt({'ZO-LSTM': share_l, 'no-query': share_n}, 4)} "
+        f"(mean over {len(rows)} images)")]
     for key, name, corr in (("corr_variance_lstm", "ZO-LSTM's", corr_l),
                             ("corr_variance_no_query", "ZO-LSTM-no-query's", corr_n)):
         positive = float(np.mean([c > 0 for c in corr if math.isfinite(c)] or [math.nan]))
-        checks.append({
-            "claim": f"the average predicted variance resembles {name} final perturbation "
-                     "(positive pixel correlation with |perturbation| on most images)",
-            "holds": None if means[key] is None else bool(means[key] > 0 and positive > 0.5),
-            "evidence": f"Pearson r mean {means[key]:.3f}, positive on {positive:.0%} of "
-                        f"{len(rows)} images; average variance within [{means['variance_min']:.4f}"
-                        f", {means['variance_max']:.4f}] (mean per-image min, max)"
-                        if means[key] is not None else "undefined"})
-    return {"protocol": {**_common(setup, ctx), "shown_images": shown, "optimizers": table,
-                         "variance": "QueryRNN std |1 + o| normalized to norm sqrt(d) (before "
-                                     "the Bernoulli mixture), squared, averaged over all steps",
-                         "perturbation": "final image minus original image"},
-            "results": {"means": means, "per_image": {str(i): {k: v[r] for k, v in stats.items()}
-                                                      for r, i in enumerate(problem.ids)}},
-            "checks": checks, "figures": [figure]}
+        checks.append(Check(
+            f"the average predicted variance resembles {name} final perturbation "
+            "(positive pixel correlation with |perturbation| on most images)",
+            None if means[key] is None else means[key] > 0 and positive > 0.5,
+            f"Pearson r mean {means[key]:.3f}, positive on {positive:.0%} of "
+            f"{len(rows)} images; average variance within [{means['variance_min']:.4f}"
+            f", {means['variance_max']:.4f}] (mean per-image min, max)"
+            if means[key] is not None else "undefined"))
+    protocol = {**_common(setup, ctx), "shown_images": shown, "optimizers": table,
+                "variance": "QueryRNN std |1 + o| normalized to norm sqrt(d) (before the "
+                            "Bernoulli mixture), squared, averaged over all steps",
+                "perturbation": "final image minus original image"}
+    results = {"means": means, "per_image": {str(i): {k: v[r] for k, v in stats.items()}
+                                             for r, i in enumerate(problem.ids)}}
+    return body(Report(protocol, results, (figure,)), checks)

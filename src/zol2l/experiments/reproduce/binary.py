@@ -16,14 +16,26 @@ datasets x trials (the paper: 10 datasets, random initializations).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from zol2l.experiments.reproduce import figures
-from zol2l.experiments.reproduce.base import Context, experiment
-from zol2l.experiments.reproduce.generalization import ALPHA_GRID, TRANSFER, finite, tune_alpha
+from zol2l.experiments.reproduce.analysis import (
+    ALPHA_GRID,
+    TRANSFER,
+    best,
+    final_losses,
+    finite,
+    hyperparameters,
+    listing,
+    select,
+    tune_alpha,
+)
+from zol2l.experiments.reproduce.base import Context
+from zol2l.experiments.reproduce.spec import Check, Payload, Plan, Report, Run, Spec, register
 
 TASK = "binary-classification"
 #: the sweeps of Figure 3b-3d: task option (or "q") -> (paper grid, quick grid)
@@ -34,92 +46,95 @@ KEEP = ("hyperparameters", "loss_mean", "loss_std", "final_loss_mean", "final_lo
         "final_loss", "total_queries", "seconds")
 
 
-def _slim(block: dict[str, Any]) -> dict[str, Any]:
-    return {k: block[k] for k in KEEP if k in block}
+class Fig3(Spec):
+    """Figure 3a-3d (section 4.2): every optimizer at the default setting (a), then ZO-SGD
+    and ZO-LSTM at each other grid value of q, b and d (the default reuses panel (a)'s run)."""
 
-
-@experiment("fig3", paper=(
-    "Figure 3 (binary classification). ZO-LSTM outperforms every hand-designed ZO optimizer "
-    "(a) and beats ZO-SGD for every number of query directions q (b), minibatch size b (c) "
-    "and problem dimension d (d)."), tuned=(TASK,), learned=(TASK, "mnist-attack"))
-def fig3(ctx: Context) -> dict[str, Any]:
-    """Figure 3a-3d (section 4.2)."""
-    base = ctx.task(TASK)
-    size = ctx.sizes(TASK)
-    n, trials, steps, q = size.instances, size.trials, size.steps, size.q
-    defaults = {"q": q, "batch": base.batch, "dim": base.dim}
-    run = {"split": "test", "instances": n, "trials": trials, "steps": steps}
-    baselines = ctx.baselines(TASK)
-    lstm, mnist = ctx.learned(TASK), ctx.learned("mnist-attack")
-
-    # (a) every optimizer, plus the MNIST-trained one with alpha tuned on the train datasets
-    tuning = tune_alpha(ctx, base, mnist, grid=ctx.pick((0.5, 1.0), ALPHA_GRID),
-                        instances=size.tune_instances, trials=1, steps=steps, q=q,
-                        tag="fig3-alpha")
-    opts = {name: {**hp, "q": q} for name, hp in baselines.items()}
-    opts["zo-lstm"] = {"checkpoint": lstm, "q": q}
-    opts[f"zo-lstm@{TRANSFER}"] = {"checkpoint": mnist, "alpha": tuning["best"], "q": q}
-    res_a = ctx.evaluate(base, opts, tag="fig3-a", q=q, **run)
-    panel_a = res_a["optimizers"]
-
-    # (b)-(d) ZO-SGD vs ZO-LSTM over q, b, d (the default setting is panel (a)'s run)
-    sweeps: dict[str, dict[str, Any]] = {}
-    grids: dict[str, list[int]] = {}
-    for key, (full, quick) in SWEEPS.items():
-        grids[key] = list(ctx.pick(quick, full))
-        sweeps[key] = {}
-        for value in grids[key]:
-            if value == defaults[key]:
-                blocks = {k: panel_a[k] for k in ("zo-sgd", "zo-lstm")}
-            else:
+    def plan(self, ctx: Context) -> Plan:
+        base = ctx.task(TASK)
+        size = ctx.sizes(TASK)
+        q = size.q
+        defaults = {"q": q, "batch": base.batch, "dim": base.dim}
+        common = {"split": "test", "instances": size.instances, "trials": size.trials,
+                  "steps": size.steps}
+        baselines = ctx.baselines(TASK)
+        lstm, mnist = ctx.learned(TASK), ctx.learned("mnist-attack")
+        # (a) every optimizer, plus the MNIST-trained one with alpha tuned on the train datasets
+        tuning = tune_alpha(ctx, base, mnist, grid=ctx.pick((0.5, 1.0), ALPHA_GRID),
+                            instances=size.tune_instances, trials=1, steps=size.steps, q=q,
+                            tag="fig3-alpha")
+        opts = {name: {**hp, "q": q} for name, hp in baselines.items()}
+        opts["zo-lstm"] = {"checkpoint": lstm, "q": q}
+        opts[f"zo-lstm@{TRANSFER}"] = {"checkpoint": mnist, "alpha": tuning["best"], "q": q}
+        runs = [Run("fig3-a", base, opts, q=q, **common)]
+        # (b)-(d) ZO-SGD vs ZO-LSTM over q, b, d
+        grids = {key: list(ctx.pick(quick, full)) for key, (full, quick) in SWEEPS.items()}
+        for key, values in grids.items():
+            for value in values:
+                if value == defaults[key]:
+                    continue
                 qq = value if key == "q" else q
                 task = base if key == "q" else ctx.task(TASK, **{key: value})
                 pair = {"zo-sgd": {**baselines["zo-sgd"], "q": qq},
                         "zo-lstm": {"checkpoint": lstm, "q": qq}}
-                blocks = ctx.evaluate(task, pair, tag=f"fig3-{key}{value}", q=qq,
-                                      **run)["optimizers"]
-            sweeps[key][str(value)] = {k: _slim(b) for k, b in blocks.items()}
+                runs.append(Run(f"fig3-{key}{value}", task, pair, q=qq, **common))
+        return Plan(tuple(runs), {"size": size, "defaults": defaults, "grids": grids,
+                                  "baselines": baselines, "tuning": tuning,
+                                  "checkpoints": {"zo-lstm": lstm, TRANSFER: mnist}})
 
-    final = {k: finite(b["final_loss_mean"]) for k, b in panel_a.items()}
-    checks = _checks(final, sweeps)
-    protocol = {
-        "task": base.describe(), "split": "test", "test_ids": res_a["instances"],
-        "instances": n, "trials": trials, "steps": steps, "q": q, "defaults": defaults,
-        "grids": grids, "optimizers": {k: b["hyperparameters"] for k, b in panel_a.items()},
-        "checkpoints": {"zo-lstm": lstm, TRANSFER: mnist},
-        "untuned_baselines": sorted(k for k, hp in baselines.items() if not hp),
-        "finetune": {"method": "alpha scale of the MNIST-trained ZO-LSTM (section 4.3)",
-                     "alpha_tuning": tuning},
-        "sweep_note": "ZO-SGD keeps its tuned delta (lr = delta / d); ZO-LSTM as trained; "
-                      "the default setting reuses panel (a)'s runs",
-    }
-    results = {"a": {"optimizers": panel_a, "final_loss_mean": final},
-               "sweeps": sweeps, "alpha": tuning["best"]}
-    names = [_figure(ctx, panel_a, sweeps, grids, defaults, n, trials)]
-    return {"protocol": protocol, "results": results, "checks": checks, "figures": names}
+    def analyze(self, ctx: Context, plan: Plan, done: Mapping[str, Payload]) -> Report:
+        setup = plan.setup
+        size, defaults, grids = setup["size"], setup["defaults"], setup["grids"]
+        res_a = done["fig3-a"]
+        panel_a = res_a["optimizers"]
+        sweeps = {key: {str(value): select(
+            {k: panel_a[k] for k in ("zo-sgd", "zo-lstm")} if value == defaults[key]
+            else done[f"fig3-{key}{value}"]["optimizers"], KEEP) for value in values}
+            for key, values in grids.items()}
+        final = final_losses(panel_a)
+        protocol = {
+            "task": ctx.task(TASK).describe(), "split": "test", "test_ids": res_a["instances"],
+            "instances": size.instances, "trials": size.trials, "steps": size.steps,
+            "q": size.q, "defaults": defaults, "grids": grids,
+            "optimizers": hyperparameters(panel_a),
+            "checkpoints": setup["checkpoints"],
+            "untuned_baselines": sorted(k for k, hp in setup["baselines"].items() if not hp),
+            "finetune": {"method": "alpha scale of the MNIST-trained ZO-LSTM (section 4.3)",
+                         "alpha_tuning": setup["tuning"]},
+            "sweep_note": "ZO-SGD keeps its tuned delta (lr = delta / d); ZO-LSTM as trained; "
+                          "the default setting reuses panel (a)'s runs",
+        }
+        results = {"a": {"optimizers": panel_a, "final_loss_mean": final},
+                   "sweeps": sweeps, "alpha": setup["tuning"]["best"]}
+        figure = _figure(ctx, panel_a, sweeps, grids, defaults, size.instances, size.trials)
+        return Report(protocol, results, (figure,))
+
+    def checks(self, report: Report) -> list[Check]:
+        """One check per claim of section 4.2, computed from the measured final losses."""
+        final = report.results["a"]["final_loss_mean"]
+        hand = {k: v for k, v in final.items() if not k.startswith("zo-lstm")}
+        checks = [Check(
+            "Fig. 3a: ZO-LSTM reaches a lower final loss than every hand-designed optimizer",
+            final["zo-lstm"] < hand[best(hand)],
+            f"ZO-LSTM {final['zo-lstm']:.4g}; "
+            + listing(dict(sorted(hand.items(), key=lambda kv: kv[1])), names=figures.label))]
+        panel = {"q": "3b", "batch": "3c", "dim": "3d"}
+        for key, rows in report.results["sweeps"].items():
+            pairs = {v: (finite(r["zo-lstm"]["final_loss_mean"]),
+                         finite(r["zo-sgd"]["final_loss_mean"])) for v, r in rows.items()}
+            checks.append(Check(
+                f"Fig. {panel[key]}: ZO-LSTM beats ZO-SGD at every {SYMBOL[key]} in "
+                f"{{{', '.join(rows)}}}",
+                all(lstm < sgd for lstm, sgd in pairs.values()),
+                "; ".join(f"{SYMBOL[key]}={v}: ZO-LSTM {a:.4g} vs ZO-SGD {b:.4g}"
+                          for v, (a, b) in pairs.items())))
+        return checks
 
 
-def _checks(final: dict[str, float], sweeps: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One check per claim of section 4.2, computed from the measured final losses."""
-    hand = {k: v for k, v in final.items() if not k.startswith("zo-lstm")}
-    best = min(hand, key=hand.__getitem__)
-    checks = [{
-        "claim": "Fig. 3a: ZO-LSTM reaches a lower final loss than every hand-designed optimizer",
-        "holds": bool(final["zo-lstm"] < hand[best]),
-        "evidence": f"ZO-LSTM {final['zo-lstm']:.4g}; "
-                    + ", ".join(f"{figures.label(k)} {v:.4g}" for k, v in sorted(
-                        hand.items(), key=lambda kv: kv[1]))}]
-    panel = {"q": "3b", "batch": "3c", "dim": "3d"}
-    for key, rows in sweeps.items():
-        pairs = {v: (finite(r["zo-lstm"]["final_loss_mean"]),
-                     finite(r["zo-sgd"]["final_loss_mean"])) for v, r in rows.items()}
-        checks.append({
-            "claim": f"Fig. {panel[key]}: ZO-LSTM beats ZO-SGD at every {SYMBOL[key]} in "
-                     f"{{{', '.join(rows)}}}",
-            "holds": all(lstm < sgd for lstm, sgd in pairs.values()),
-            "evidence": "; ".join(f"{SYMBOL[key]}={v}: ZO-LSTM {a:.4g} vs ZO-SGD {b:.4g}"
-                                  for v, (a, b) in pairs.items())})
-    return checks
+register(Fig3(name="fig3", paper=(
+    "Figure 3 (binary classification). ZO-LSTM outperforms every hand-designed ZO optimizer "
+    "(a) and beats ZO-SGD for every number of query directions q (b), minibatch size b (c) "
+    "and problem dimension d (d)."), tuned=(TASK,), learned=(TASK, "mnist-attack")))
 
 
 def _figure(ctx: Context, panel_a: dict[str, Any], sweeps: dict[str, dict[str, Any]],

@@ -19,20 +19,37 @@ command line.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
+from zol2l.experiments.options import DEFAULT_INSTANCE_CHUNK
 from zol2l.experiments.reproduce import figures
 from zol2l.experiments.reproduce.ablations import ablation_optimizers
-from zol2l.experiments.reproduce.base import BASELINES, Context, experiment
-from zol2l.experiments.reproduce.generalization import tune_alpha
+from zol2l.experiments.reproduce.analysis import (
+    hyperparameters,
+    listing,
+    paired,
+    select,
+    tune_alpha,
+)
+from zol2l.experiments.reproduce.base import BASELINES, Context
+from zol2l.experiments.reproduce.spec import (
+    Check,
+    Payload,
+    Plan,
+    Report,
+    Run,
+    Spec,
+    execute,
+    register,
+)
 
 #: the tasks of the registered ``quality-bar`` experiment
 TASKS = ("mnist-attack", "cifar10-attack", "binary-classification")
 ABLATIONS = ("zo-lstm-no-query", "zo-lstm-no-update", "zo-lstm-guided-es")
+#: the block numbers reported beside the paired differences
+REPORTED = ("success_rate", "iters_to_success_mean", "iters_to_success_median",
+            "queries_to_success_mean", "total_queries", "seconds")
 
 
 def optimizers(ctx: Context, task: str, q: int) -> dict[str, dict[str, Any]]:
@@ -42,25 +59,11 @@ def optimizers(ctx: Context, task: str, q: int) -> dict[str, dict[str, Any]]:
     return table
 
 
-def summarize(payload: dict[str, Any]) -> dict[str, Any]:
+def summarize(payload: Payload) -> dict[str, Any]:
     """Per-optimizer numbers and paired differences to ZO-LSTM."""
     blocks = payload["optimizers"]
-    ref = np.asarray(blocks["zo-lstm"]["final_loss"], dtype=np.float64)
-    rows: dict[str, Any] = {}
-    for name, block in blocks.items():
-        final = np.asarray(block["final_loss"], dtype=np.float64)
-        diff = final - ref
-        n = final.size
-        rows[name] = {
-            "final_loss_mean": float(final.mean()),
-            "final_loss_se": float(final.std(ddof=1) / math.sqrt(n)) if n > 1 else None,
-            "minus_zo_lstm_mean": float(diff.mean()),
-            "minus_zo_lstm_se": float(diff.std(ddof=1) / math.sqrt(n)) if n > 1 else None,
-            **{k: block.get(k) for k in ("success_rate", "iters_to_success_mean",
-                                         "iters_to_success_median", "queries_to_success_mean",
-                                         "total_queries", "seconds")},
-        }
-    return rows
+    reported = select(blocks, REPORTED)
+    return {name: {**row, **reported[name]} for name, row in paired(blocks, "zo-lstm").items()}
 
 
 def bars(rows: dict[str, Any]) -> dict[str, Any]:
@@ -102,13 +105,15 @@ def table(rows: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def measure(ctx: Context, task_name: str, *, instances: int, trials: int, steps: int,
+def bar_run(ctx: Context, task_name: str, *, instances: int, trials: int, steps: int,
             alpha_grid: Sequence[float] = (), tune_instances: int = 2,
-            instance_chunk: int | None = 10, **task_options: Any) -> dict[str, Any]:
-    """The bar on ``task_name``: the optimizers on the first ``instances`` test instances x
-    ``trials`` for ``steps`` steps.  With ``alpha_grid``, ZO-LSTM's update scale ``alpha``
-    (section 4.3) is first picked on the first ``tune_instances`` TRAINING instances (1 trial)
-    and the learned variants with an UpdateRNN run with it."""
+            instance_chunk: int | None = DEFAULT_INSTANCE_CHUNK, **task_options: Any
+            ) -> tuple[Run, dict[str, Any] | None]:
+    """The run of the bar on ``task_name``: the optimizers on the first ``instances`` test
+    instances x ``trials`` for ``steps`` steps.  With ``alpha_grid``, ZO-LSTM's update scale
+    ``alpha`` (section 4.3) is first picked on the first ``tune_instances`` TRAINING instances
+    (1 trial) and the learned variants with an UpdateRNN run with it (the tuning is returned
+    beside the run)."""
     task = ctx.task(task_name, **task_options)
     q = task.default_q
     table_ = optimizers(ctx, task_name, q)
@@ -118,44 +123,64 @@ def measure(ctx: Context, task_name: str, *, instances: int, trials: int, steps:
                             instances=tune_instances, trials=1, steps=steps, q=q, tag="alpha")
         for name in ("zo-lstm", "zo-lstm-no-query", "zo-lstm-guided-es"):
             table_[name]["alpha"] = tuning["best"]
-    payload = ctx.evaluate(task, table_, tag=f"bar-{task_name}", split="test",
-                           instances=instances, trials=trials, steps=steps, q=q,
-                           instance_chunk=instance_chunk)
+    return Run(f"bar-{task_name}", task, table_, split="test", instances=instances,
+               trials=trials, steps=steps, q=q, instance_chunk=instance_chunk), tuning
+
+
+def bar_result(ctx: Context, task_name: str, run: Run, tuning: dict[str, Any] | None,
+        payload: Payload) -> dict[str, Any]:
+    """The bar on ``task_name`` from the payload of its :func:`bar_run`."""
     rows = summarize(payload)
     return {"task": task_name, "split": "test", "instances": len(payload["instances"]),
-            "trials": trials, "steps": steps, "q": q, "seed": ctx.seed,
+            "trials": run.trials, "steps": run.steps, "q": run.q, "seed": ctx.seed,
             "device": payload["device"],
-            "hyperparameters": {n: b["hyperparameters"] for n, b in payload["optimizers"].items()},
+            "hyperparameters": hyperparameters(payload["optimizers"]),
             "alpha_tuning": tuning, "optimizers": rows, "bars": bars(rows),
             "curves": payload["optimizers"]}
 
 
-@experiment("quality-bar", paper=(
+def measure(ctx: Context, task_name: str, **options: Any) -> dict[str, Any]:
+    """:func:`bar_run` (``options``: its keywords) through the harness, then
+    :func:`bar_result`."""
+    run, tuning = bar_run(ctx, task_name, **options)
+    return bar_result(ctx, task_name, run, tuning, execute(ctx, [run])[run.tag])
+
+
+class QualityBar(Spec):
+    """The bar on every task of :data:`TASKS` at its protocol sizes."""
+
+    def plan(self, ctx: Context) -> Plan:
+        runs = []
+        for name in TASKS:
+            size = ctx.sizes(name)
+            runs.append(bar_run(ctx, name, instances=size.instances, trials=size.trials,
+                                steps=size.steps)[0])
+        return Plan(tuple(runs))
+
+    def analyze(self, ctx: Context, plan: Plan, done: Mapping[str, Payload]) -> Report:
+        found = {name: bar_result(ctx, name, run, None, done[run.tag])
+                 for name, run in zip(TASKS, plan.runs, strict=True)}
+        fig, axes = figures.grid(1, len(TASKS))
+        for ax, (name, res) in zip(axes[0], found.items(), strict=True):
+            figures.loss_panel(ax, res["curves"], log=ctx.task(name).protocol.log_loss,
+                               title=f"{name}: {res['instances']} x {res['trials']} trials")
+        figure = figures.save(fig, ctx.out / "quality-bar.png",
+                              suptitle="Quality bar: tuned baselines, ZO-LSTM and its "
+                                       "ablations (test instances)")
+        keys = ("instances", "trials", "steps", "q", "hyperparameters")
+        return Report({name: {k: res[k] for k in keys} for name, res in found.items()},
+                      {name: {"optimizers": res["optimizers"], "bars": res["bars"]}
+                       for name, res in found.items()}, (figure,))
+
+    def checks(self, report: Report) -> list[Check]:
+        return [Check(f"{name}: {key.replace('_', ' ')}", entry["holds"],
+                      f"ZO-LSTM {entry['zo-lstm']}; " + listing(next(
+                          v for k, v in entry.items() if k in ("baselines", "ablations")),
+                          "", none="None"))
+                for name, res in report.results.items() for key, entry in res["bars"].items()]
+
+
+register(QualityBar(name="quality-bar", paper=(
     "The project's quality bar. On each task ZO-LSTM ends below every tuned baseline, needs "
     "fewer iterations to the first attack success, and beats ZO-LSTM-no-query and "
-    "ZO-LSTM-no-update."), tuned=TASKS, learned=TASKS)
-def quality_bar(ctx: Context) -> dict[str, Any]:
-    """The bar on every task of :data:`TASKS` at its protocol sizes."""
-    found: dict[str, Any] = {}
-    for name in TASKS:
-        size = ctx.sizes(name)
-        found[name] = measure(ctx, name, instances=size.instances, trials=size.trials,
-                              steps=size.steps)
-    checks = [{"claim": f"{name}: {bar.replace('_', ' ')}", "holds": bool(entry["holds"]),
-               "evidence": f"ZO-LSTM {entry['zo-lstm']}; "
-                           + ", ".join(f"{k} {v}" for k, v in next(
-                               v for key, v in entry.items()
-                               if key in ("baselines", "ablations")).items())}
-              for name, res in found.items() for bar, entry in res["bars"].items()]
-    fig, axes = figures.grid(1, len(TASKS))
-    for ax, (name, res) in zip(axes[0], found.items(), strict=True):
-        figures.loss_panel(ax, res["curves"], log=ctx.task(name).protocol.log_loss,
-                           title=f"{name}: {res['instances']} x {res['trials']} trials")
-    figure = figures.save(fig, ctx.out / "quality-bar.png",
-                          suptitle="Quality bar: tuned baselines, ZO-LSTM and its ablations "
-                                   "(test instances)")
-    keys = ("instances", "trials", "steps", "q", "hyperparameters")
-    return {"protocol": {name: {k: res[k] for k in keys} for name, res in found.items()},
-            "results": {name: {"optimizers": res["optimizers"], "bars": res["bars"]}
-                        for name, res in found.items()},
-            "checks": checks, "figures": [figure]}
+    "ZO-LSTM-no-update."), tuned=TASKS, learned=TASKS))
