@@ -87,7 +87,7 @@ def test_bounds_scalars_and_errors() -> None:
 def test_callback_stops_and_sees_the_state() -> None:
     states = []
 
-    def callback(state: zol2l.api.State) -> bool:
+    def callback(state: zol2l.api.Iteration) -> bool:
         states.append(state)
         return state.t >= 7
 

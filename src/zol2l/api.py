@@ -14,12 +14,12 @@ from zol2l.blackbox import MINIMIZE_KEYWORDS, FunctionProblem, Settings, relativ
 from zol2l.loop import Progress, RunResult, run
 from zol2l.oracle import NonFinite
 
-__all__ = ["FunctionProblem", "MinimizeResult", "State", "minimize"]
+__all__ = ["FunctionProblem", "Iteration", "MinimizeResult", "minimize"]
 
 
 @dataclass
-class State:
-    """What ``callback(state)`` sees after each step of :func:`minimize`.
+class Iteration:
+    """What ``callback(it)`` sees after each step of :func:`minimize`.
 
     Attributes:
         t: steps taken so far.
@@ -71,7 +71,7 @@ def observer(cfg: Settings, callback: Callable | None, tol: float | None,
 
     def on_step(p: Progress) -> bool | str:
         best.append(float(p.best_loss[0]))
-        if callback is not None and callback(State(
+        if callback is not None and callback(Iteration(
                 p.t + 1, cfg.output(p.x[0]), float(p.value[0]), cfg.output(p.best_x[0]),
                 best[-1], p.nqueries)):
             return True
@@ -119,7 +119,7 @@ def minimize(
     vectorized: bool = False,
     nonfinite: NonFinite = "raise",
     bounds: Any = None,
-    callback: Callable[[State], bool | None] | None = None,
+    callback: Callable[[Iteration], bool | None] | None = None,
     tol: float | None = None,
     tol_window: int = 20,
     executor: Executor | None = None,
@@ -141,7 +141,7 @@ def minimize(
             evaluation noise, see docs/blackbox.md).
         bounds: ``(lower, upper)``, scalars or arrays: every query and iterate is clipped into
             the box (the optimizer minimizes ``f(clip(x))``, see :mod:`zol2l.blackbox`).
-        callback: ``callback(state: State)`` after each step; a true return value stops.
+        callback: ``callback(it: Iteration)`` after each step; a true return value stops.
         tol: stop when the best value improved by less than ``tol`` (relative) over the last
             ``tol_window`` steps.
         executor: a ``concurrent.futures.Executor`` evaluating the points of a step of a
