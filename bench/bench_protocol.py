@@ -7,16 +7,18 @@ Usage:
     python bench/bench_protocol.py --out bench/results/protocol_mnist.json            # all of it
     python bench/bench_protocol.py --fraction 0.1 --out bench/results/protocol_mnist_10pct.json
 
-Schedule (two cores): while the main process meta-trains (one torch thread), a second
-process attacks with the three hand-designed baselines, which do not need the new
-optimizer; then the four learned variants run with the new checkpoint on every core
-(``--backend ray``, or one process).
+Schedule: one pool of workers (a local Ray instance on every core) runs the work units of
+the three hand-designed baselines, which do not need the new optimizer, from the start,
+while this process meta-trains (one torch thread); the units of the four learned variants
+join the same pool when the checkpoint is ready.  Without Ray everything runs one after
+the other in this process.
 
 ``--fraction f`` runs that share of the meta-training runs of each stage and of the
 (image, trial) runs of the evaluation, and projects the full protocol from it: a stage's
 time is ``runs x seconds per run + validations x seconds per validation``, an evaluation's
 is its fixed cost (start-up, merging) plus its work units' compute time scaled to the full
-runs and divided among the workers; the two overlapped phases take the longer of the two.
+runs; the projection of the whole is the pool's total work (meta-training included) divided
+among the cores, or the meta-training plus the learned variants' share when that is longer.
 The JSON holds what was measured, the projection and how it was made (``projected``: false
 at f = 1, where the times are the run's own).
 """
@@ -29,6 +31,7 @@ import multiprocessing
 import platform
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -82,18 +85,16 @@ def meta_stage(stage: str, out: Path, init: str | None, fraction: float, data_di
 
 
 def attack(names: tuple[str, ...], checkpoint: str | None, fraction: float,
-           data_dir: str | None, backend: str, threads: int, workdir: Path,
-           seed: int) -> dict[str, Any]:
-    """Evaluate ``names`` on the test images; the timing and the final losses."""
-    torch.set_num_threads(threads)
+           data_dir: str | None, runner: Any, workdir: Path, seed: int) -> dict[str, Any]:
+    """Evaluate ``names`` on the test images with ``runner``; the timing and the final
+    losses."""
     images, trials = sizes(fraction)
     task = make_task(TASK, **({"data_dir": data_dir} if data_dir else {}))
     table = {name: ({"checkpoint": checkpoint} if checkpoint else {}) for name in names}
     tick = time.perf_counter()
-    with make_backend(backend) as runner:
-        payload = evaluate(task, table, instances=images, trials=trials,
-                           options=RunOptions(backend=runner, workdir=workdir,
-                                              progress=False, seed=seed))
+    payload = evaluate(task, table, instances=images, trials=trials,
+                       options=RunOptions(backend=runner, workdir=workdir, progress=False,
+                                          seed=seed))
     seconds = time.perf_counter() - tick
     info = payload["backend"]
     workers = int(info.get("workers", 1))
@@ -104,12 +105,9 @@ def attack(names: tuple[str, ...], checkpoint: str | None, fraction: float,
             "runs": images * trials, "runs_full": 1000, "seconds": seconds,
             "compute_seconds": compute, "workers": workers, "backend": info["name"],
             "projected_seconds": seconds if scale == 1 else fixed + compute * scale / workers,
+            "projected_compute_seconds": compute * scale, "fixed_seconds": fixed,
             "final_loss_mean": {n: b["final_loss_mean"] for n, b in
                                 payload["optimizers"].items()}}
-
-
-def _baselines(queue: Any, *args: Any) -> None:
-    queue.put(attack(HAND, None, *args))
 
 
 def main() -> None:
@@ -118,7 +116,7 @@ def main() -> None:
                         help="share of the protocol to run (the rest is projected)")
     parser.add_argument("--data-dir", default=None, help="default: $ZOL2L_DATA_DIR")
     parser.add_argument("--backend", choices=("local", "ray"), default=None,
-                        help="for the learned variants (default: ray when installed)")
+                        help="the pool of the evaluations (default: ray when installed)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default=None, help="default: a temporary folder")
     parser.add_argument("--out", type=Path, default=Path("bench/results/protocol_mnist.json"))
@@ -132,36 +130,43 @@ def main() -> None:
         except ImportError:
             args.backend = "local"
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
+    cores = multiprocessing.cpu_count()
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(1) as side:
         work = Path(args.workdir or tmp)
-        queue: Any = multiprocessing.get_context("spawn").Queue()
-        side = multiprocessing.get_context("spawn").Process(
-            target=_baselines, args=(queue, args.fraction, args.data_dir, "local", 1,
-                                     work / "units-hand", args.seed))
-        side.start()
-        torch.set_num_threads(1)
-        tick = time.perf_counter()
-        update, t_update = meta_stage("update", work, None, args.fraction, args.data_dir,
-                                      args.seed)
-        query, t_query = meta_stage("query", work, update, args.fraction, args.data_dir,
-                                    args.seed)
-        t_meta = time.perf_counter() - tick
-        print(f"meta-training: {t_update['runs']} + {t_query['runs']} runs in {t_meta:.0f} s")
-        hand = queue.get()
-        side.join()
-        overlap = time.perf_counter() - tick
-        print(f"baselines (alongside): {hand['runs']} runs x 3 in {hand['seconds']:.0f} s")
-        learned = attack(LEARNED, query, args.fraction, args.data_dir, args.backend,
-                         torch.get_num_threads() if args.backend == "ray" else 2,
-                         work / "units-learned", args.seed)
-        print(f"learned variants: {learned['runs']} runs x 4 in {learned['seconds']:.0f} s")
+        pool = make_backend(args.backend)
+        # a second handle on the same Ray instance: each evaluation ships its own context
+        second = make_backend(args.backend) if args.backend == "ray" else pool
+        with pool, second:
+            common = (args.fraction, args.data_dir)
+            if args.backend == "ray":
+                hand_job = side.submit(attack, HAND, None, *common, pool, work / "units-hand",
+                                       args.seed)
+            tick = time.perf_counter()
+            update, t_update = meta_stage("update", work, None, args.fraction, args.data_dir,
+                                          args.seed)
+            query, t_query = meta_stage("query", work, update, args.fraction, args.data_dir,
+                                        args.seed)
+            t_meta = time.perf_counter() - tick
+            print(f"meta-training: {t_update['runs']} + {t_query['runs']} runs in "
+                  f"{t_meta:.0f} s")
+            learned = attack(LEARNED, query, *common, second, work / "units-learned",
+                             args.seed)
+            hand = hand_job.result() if args.backend == "ray" else \
+                attack(HAND, None, *common, pool, work / "units-hand", args.seed)
+        print(f"baselines: {hand['runs']} runs x 3 in {hand['seconds']:.0f} s; learned "
+              f"variants: {learned['runs']} runs x 4 in {learned['seconds']:.0f} s")
     meta_full = t_update["projected_seconds"] + t_query["projected_seconds"]
-    total = max(meta_full, hand["projected_seconds"]) + learned["projected_seconds"]
+    workers = cores if args.backend == "ray" else 1
+    evals = hand["projected_compute_seconds"] + learned["projected_compute_seconds"]
+    fixed = hand["fixed_seconds"] + learned["fixed_seconds"]
+    total = time.perf_counter() - start if args.fraction >= 1 else fixed + max(
+        (meta_full + evals) / workers if workers > 1 else meta_full + evals,
+        meta_full + learned["projected_compute_seconds"] / workers)
     result = {"task": TASK, "fraction": args.fraction, "projected": args.fraction < 1,
               "machine": platform.processor() or platform.machine(),
               "cpus": multiprocessing.cpu_count(), "torch": torch.__version__,
               "seconds": time.perf_counter() - start,
-              "phase_overlapped_seconds": overlap,
               "meta_update": t_update, "meta_query": t_query, "baselines": hand,
               "learned": learned, "full_protocol_seconds": total,
               "full_protocol_hours": total / 3600}
