@@ -138,7 +138,7 @@ def run_suite(size: Size, ctx: Mapping[str, Any], *, peers: list[str],
     tuned: dict[str, float] = {}
     for dim in size.dims:
         for noise in size.noises:
-            group = [p for p in suite if p.task == "bbob" and p.dim == dim and p.noise == noise]
+            group = [p for p in suite if p.tunes_baseline and p.dim == dim and p.noise == noise]
             if group:
                 key = f"d{dim}-noise{noise:g}"
                 tuned[key] = tune_delta(group, top, ctx, workdir and workdir / "tune")

@@ -52,6 +52,9 @@ class BenchProblem:
     label: str
     task: str
     options: dict[str, Any] = field(default_factory=dict)
+    #: one of the problems on whose training instances ZO-ADAM's delta is tuned (per
+    #: dimension and noise level)
+    tunes_baseline: bool = False
 
     @property
     def dim(self) -> int:
@@ -87,7 +90,8 @@ SIZES = {
 
 def problems(size: Size) -> list[BenchProblem]:
     """The suite's problems at ``size``."""
-    out = [BenchProblem(fn, "bbob", {"function": fn, "dim": d, "noise": noise})
+    out = [BenchProblem(fn, "bbob", {"function": fn, "dim": d, "noise": noise},
+                        tunes_baseline=True)
            for d in size.dims for noise in size.noises for fn in size.functions]
     if size.binary:
         out.append(BenchProblem("binary-classification", "binary-classification",

@@ -86,6 +86,16 @@ def task_checkpoint(task: str) -> tuple[str, str]:
     return zo_lstm.DEFAULT_CHECKPOINT, "default"
 
 
+def _spans_tasks(name: Any) -> bool:
+    """Whether the family ``name`` trains optimizers for any task (unknown names: no)."""
+    from zol2l.tasks.registry import task_class
+
+    try:
+        return bool(task_class(str(name)).spans_tasks)
+    except ValueError:
+        return False
+
+
 def checkpoint_mismatches(spec: str, task: TaskFamily) -> list[str]:
     """How the task, target or box recorded with checkpoint ``spec`` differ from ``task``."""
     from zol2l.learned.checkpoint import resolve, sidecar
@@ -99,7 +109,7 @@ def checkpoint_mismatches(spec: str, task: TaskFamily) -> list[str]:
             return []
     if not isinstance(meta, dict):
         return []  # not a sidecar: loading the checkpoint reports it
-    if meta.get("task") == "mixture":
+    if _spans_tasks(meta.get("task")):
         return []  # a general optimizer (meta-trained on a mixture of tasks) fits any task
     found = []
     if meta.get("task") and meta["task"] != task.name:

@@ -155,6 +155,9 @@ class TaskFamily(ABC):
         """A batch of ``len(ids) * trials`` rows, seeded by ``seed`` and each row's trial.
         ``options`` are task-specific (e.g. ``snapshot_every`` for attacks)."""
 
+    #: whether an optimizer meta-trained on this family is meant for any task (a mixture of
+    #: families): its checkpoints raise no task-mismatch warning
+    spans_tasks: ClassVar[bool] = False
     #: the family's command-line options (``zol2l evaluate``/``tune``/``attack``/``meta-train``)
     cli_options: ClassVar[tuple[TaskOption, ...]] = ()
     #: its run sizes

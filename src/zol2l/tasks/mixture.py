@@ -69,6 +69,7 @@ class MixtureFamily(TaskFamily):
     """
 
     name = "mixture"
+    spans_tasks = True
     protocol = Protocol(steps=200, q=10, full=Sizes(instances=10, trials=1, steps=200))
 
     def __init__(self, members: Sequence[Member | dict[str, Any]] | None = None,
