@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from zol2l.experiments.backends import make_backend
+from zol2l.experiments.options import RunOptions
 from zol2l.experiments.reproduce.base import Context, machine
 from zol2l.experiments.reproduce.quality_bar import TASKS, measure, table
 
@@ -50,7 +51,8 @@ def main() -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, make_backend(args.backend) as backend:
         ctx = Context(out=Path(args.workdir or tmp), data_dir=args.data_dir, device=args.device,
-                      seed=args.seed, resume=args.resume, progress=False, backend=backend)
+                      options=RunOptions(seed=args.seed, resume=args.resume, progress=False,
+                                         backend=backend))
         options = {} if args.max_batch is None else {"max_batch": args.max_batch}
         steps = args.steps or ctx.task(args.task, **options).default_steps
         grid = [float(a) for a in args.tune_alpha.split(",")] if args.tune_alpha else []

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 
+from zol2l.experiments.options import RunOptions
 from zol2l.tasks.base import Problem
 
 
@@ -51,7 +52,7 @@ def run_quick(name: str, out: Path) -> tuple[Any, dict, dict, bool]:
     from zol2l.experiments.reproduce import Context, run_experiment
     from zol2l.experiments.reproduce.generalization import unavailable
 
-    ctx = Context(out, quick=True, progress=False, data_dir=str(DATA))
+    ctx = Context(out, quick=True, options=RunOptions(progress=False), data_dir=str(DATA))
     cifar_missing = bool(unavailable(ctx, "cifar10-attack"))
     payload = run_experiment(name, ctx)
     saved = json.loads((out / "results.json").read_text())

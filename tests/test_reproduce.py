@@ -11,6 +11,7 @@ import pytest
 from conftest import DATA, needs_data
 
 from zol2l.cli import main
+from zol2l.experiments.options import RunOptions
 from zol2l.experiments.reproduce import EXPERIMENTS, Context, available_experiments, reproduce
 from zol2l.experiments.reproduce.base import tuned_file
 
@@ -68,7 +69,7 @@ def test_shipped_tuned_files_cover_the_baselines() -> None:
 def test_labels_run_the_named_optimizer(tmp_path: Path) -> None:
     """A key ``NAME@LABEL`` such as ``zo-lstm@zo-lstm-finetune`` runs ``NAME``, reported as
     ``LABEL``."""
-    ctx = Context(tmp_path, quick=True, progress=False)
+    ctx = Context(tmp_path, quick=True, options=RunOptions(progress=False))
     task = ctx.task("binary-classification", dim=20)
     table = {"zo-sgd": {"delta": 10.0},
              "zo-sgd@my-sgd": {"delta": 10.0},
@@ -84,7 +85,7 @@ def test_labels_run_the_named_optimizer(tmp_path: Path) -> None:
 def test_retrain_tunes_and_meta_trains_into_the_output(tmp_path: Path) -> None:
     from zol2l.experiments.reproduce.retrain import retrain
 
-    ctx = Context(tmp_path, quick=True, retrain=True, progress=False)
+    ctx = Context(tmp_path, quick=True, retrain=True, options=RunOptions(progress=False))
     with pytest.raises(FileNotFoundError, match="retrain step"):
         ctx.baselines("binary-classification")  # resolving never trains
     with pytest.raises(FileNotFoundError, match="retrain step"):
@@ -118,7 +119,8 @@ def test_table1_quick_through_the_cli(tmp_path: Path) -> None:
 @needs_data
 @pytest.mark.parametrize("name", ["fig2-mnist", "fig2-cifar10"])
 def test_fig2_quick(tmp_path: Path, name: str) -> None:
-    payload = reproduce(name, tmp_path, quick=True, data_dir=str(DATA), progress=False)
+    payload = reproduce(name, tmp_path, quick=True, data_dir=str(DATA),
+                        options=RunOptions(progress=False))
     check_payload(payload, tmp_path, name)
     proto, results = payload["protocol"], payload["results"]
     assert proto["images"] == 2 and proto["trials"] == 1 and len(proto["chosen_images"]) == 2
@@ -155,7 +157,7 @@ def test_all_runs_every_experiment_into_its_folder(tmp_path: Path,
     from zol2l.experiments.reproduce import suite
 
     monkeypatch.setattr(suite, "EXPERIMENTS", base.EXPERIMENTS)
-    index = reproduce("all", tmp_path, quick=True, progress=False)
+    index = reproduce("all", tmp_path, quick=True, options=RunOptions(progress=False))
     assert ran == ["a", "b"]
     saved = json.loads((tmp_path / "results.json").read_text())
     assert list(saved["experiments"]) == ["a", "b"] == list(index["experiments"])

@@ -106,7 +106,8 @@ def test_registered_in_order() -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_quick_experiment(tmp_path: Path, name: str) -> None:
     out = tmp_path / name
-    payload = reproduce(name, out, quick=True, data_dir=str(DATA), progress=False)
+    payload = reproduce(name, out, quick=True, data_dir=str(DATA),
+                        options=RunOptions(progress=False))
     data = json.loads((out / "results.json").read_text())
     assert data["experiment"] == name == payload["experiment"]
     for key in ("paper", "quick", "machine", "seconds", "protocol", "results", "checks",

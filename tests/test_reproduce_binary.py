@@ -9,13 +9,15 @@ from typing import Any
 
 import pytest
 
+from zol2l.experiments.options import RunOptions
 from zol2l.experiments.reproduce import Context, run_experiment
 from zol2l.experiments.reproduce.generalization import TRANSFER, tune_alpha
 from zol2l.tasks import make_task
 
 
 def test_fig3_quick_runs_and_reports(tmp_path: Path) -> None:
-    payload = run_experiment("fig3", Context(tmp_path, quick=True, progress=False))
+    ctx = Context(tmp_path, quick=True, options=RunOptions(progress=False))
+    payload = run_experiment("fig3", ctx)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["experiment"] == "fig3" and saved["quick"] is True
     for key in ("protocol", "results", "checks", "figures", "paper", "machine", "seconds"):

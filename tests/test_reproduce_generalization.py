@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import needs_data, run_quick
 
+from zol2l.experiments.options import RunOptions
 from zol2l.experiments.reproduce import Context
 from zol2l.experiments.reproduce.generalization import (
     TRANSFER,
@@ -50,7 +51,7 @@ def test_generalization_quick_runs_and_reports(tmp_path: Path) -> None:
 
 
 def test_unavailable_names_missing_files(tmp_path: Path) -> None:
-    ctx = Context(tmp_path, progress=False)
+    ctx = Context(tmp_path, options=RunOptions(progress=False))
     assert unavailable(ctx, "binary-classification") is None
     reason = unavailable(ctx, "quadratic")  # a learned optimizer but no tuned baselines
     assert reason is not None and "quadratic" in reason

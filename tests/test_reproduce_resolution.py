@@ -11,6 +11,7 @@ from conftest import DATA, needs_data
 
 import zol2l
 from zol2l.experiments import tune as tune_module
+from zol2l.experiments.options import RunOptions
 from zol2l.experiments.reproduce import EXPERIMENTS, Context, reproduce, retrain, suite
 from zol2l.meta import trainer
 
@@ -106,12 +107,12 @@ def forbid_training(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_resolution_without_retrain_never_trains(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     forbid_training(monkeypatch)
-    ctx = Context(tmp_path, quick=True, progress=False)
+    ctx = Context(tmp_path, quick=True, options=RunOptions(progress=False))
     for task in TASKS:
         assert ctx.baselines(task)["zo-sgd"]["delta"] > 0
         assert ctx.learned(task) == f"pretrained:{task}"
     # with retrain on, resolving before the retrain step is an error, not a training
-    ctx = Context(tmp_path, quick=True, retrain=True, progress=False)
+    ctx = Context(tmp_path, quick=True, retrain=True, options=RunOptions(progress=False))
     for task in TASKS:
         with pytest.raises(FileNotFoundError, match="retrain step"):
             ctx.baselines(task)
@@ -122,7 +123,7 @@ def test_resolution_without_retrain_never_trains(tmp_path: Path,
 def test_quick_experiment_without_retrain_never_trains(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     forbid_training(monkeypatch)
-    payload = reproduce("fig3", tmp_path, quick=True, progress=False)
+    payload = reproduce("fig3", tmp_path, quick=True, options=RunOptions(progress=False))
     assert payload["sources"]["zo-lstm:binary-classification"] == \
         "pretrained:binary-classification"
 
@@ -147,7 +148,8 @@ def test_retrain_step_runs_once_per_needed_task_before_the_experiments(
     monkeypatch.setitem(suite.EXPERIMENTS, "generalization",
                         type(exp)(exp.name, exp.paper, body, exp.tuned, exp.learned))
     with pytest.raises(RuntimeError, match="stop"):
-        reproduce("generalization", tmp_path, quick=True, retrain=True, progress=False)
+        reproduce("generalization", tmp_path, quick=True, retrain=True,
+                  options=RunOptions(progress=False))
     # cifar10's recipe finetunes the MNIST optimizer: MNIST is meta-trained first
     assert calls == [("tune", "binary-classification"), ("tune", "cifar10-attack"),
                      ("meta", "mnist-attack"), ("meta", "binary-classification"),
@@ -160,19 +162,19 @@ def test_retrain_for_all_covers_every_task_once(tmp_path: Path,
     monkeypatch.setattr(retrain, "retune", lambda ctx, task: calls.append(("tune", task)))
     monkeypatch.setattr(retrain, "meta_train", lambda ctx, task: calls.append(("meta", task)))
     monkeypatch.setattr(suite, "available_experiments", lambda: [])
-    reproduce("all", tmp_path, quick=True, retrain=True, progress=False)
+    reproduce("all", tmp_path, quick=True, retrain=True, options=RunOptions(progress=False))
     assert calls == []  # no experiment, nothing to retrain
     monkeypatch.setattr(suite, "available_experiments", lambda: ["fig3", "fig4"])
     monkeypatch.setattr(suite, "run_experiment", lambda name, ctx: {
         "seconds": 0.0, "checks": [], "figures": []})
-    reproduce("all", tmp_path, quick=True, retrain=True, progress=False)
+    reproduce("all", tmp_path, quick=True, retrain=True, options=RunOptions(progress=False))
     assert sorted(calls) == sorted([("tune", t) for t in TASKS] + [("meta", t) for t in TASKS])
 
 
 @needs_data
 def test_retrain_quick_then_experiment_uses_the_retrained_files(tmp_path: Path) -> None:
     payload = reproduce("fig9", tmp_path, quick=True, retrain=True, data_dir=str(DATA),
-                        progress=False)
+                        options=RunOptions(progress=False))
     spec = str(tmp_path / "retrained" / "mnist-attack" / "query" / "query.safetensors")
     assert payload["protocol"]["checkpoint"] == spec
     assert Path(spec).is_file()

@@ -79,7 +79,7 @@ def test_spec_runs_its_plan_through_the_one_harness(tmp_path: Path,
         return harness(self, task, optimizers, tag=tag, **kwargs)
 
     monkeypatch.setattr(Context, "evaluate", spy)
-    ctx = Context(tmp_path, quick=True, progress=False)
+    ctx = Context(tmp_path, quick=True, options=RunOptions(progress=False))
     out = run_spec(TOY, ctx)
     assert tags == ["pair", "first"]
     assert set(out) == {"protocol", "results", "checks", "figures"}
@@ -107,7 +107,8 @@ def test_a_registered_spec_is_an_experiment(tmp_path: Path) -> None:
         assert EXPERIMENTS["toy-spec"].learned == ("quadratic",)
         with pytest.raises(ValueError, match="toy-spec"):
             register(TOY)
-        payload = run_experiment("toy-spec", Context(tmp_path, quick=True, progress=False))
+        ctx = Context(tmp_path, quick=True, options=RunOptions(progress=False))
+        payload = run_experiment("toy-spec", ctx)
     finally:
         del EXPERIMENTS["toy-spec"]
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -121,7 +122,7 @@ def test_checks_are_plain_json_and_tags_are_unique(tmp_path: Path) -> None:
     assert check.holds is False
     assert json.loads(json.dumps(check.to_json())) == {"claim": "c", "holds": False,
                                                        "evidence": "e"}
-    ctx = Context(tmp_path, quick=True, progress=False)
+    ctx = Context(tmp_path, quick=True, options=RunOptions(progress=False))
     run = Run("same", ctx.task("quadratic"), {"zo-sgd": {}}, trials=1, steps=2, instances=1)
     assert set(execute(ctx, [run])) == {"same"}
     with pytest.raises(ValueError, match="same"):

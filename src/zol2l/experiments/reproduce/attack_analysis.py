@@ -97,7 +97,7 @@ def _fmt(values: Mapping[Any, float | None], digits: int = 1) -> str:
 def _common(setup: dict[str, Any], ctx: Context) -> dict[str, Any]:
     return {"task": TASK, "task_options": setup["task"].describe(), "split": "test",
             "images": setup["images"], "trials": setup["trials"], "steps": setup["steps"],
-            "q": setup["q"], "seed": ctx.seed, "checkpoint": setup["checkpoint"]}
+            "q": setup["q"], "seed": ctx.options.seed, "checkpoint": setup["checkpoint"]}
 
 
 # ------------------------------------------------------------------ Figure 8
@@ -236,8 +236,8 @@ def fig9(ctx: Context) -> dict[str, Any]:
     variance = None
     problem = None
     for name, hp in table.items():
-        problem = task.problem(ids, trials=setup["trials"], seed=ctx.seed)
-        result, var = _run_with_variance(name, hp, problem, steps, ctx.seed)
+        problem = task.problem(ids, trials=setup["trials"], seed=ctx.options.seed)
+        result, var = _run_with_variance(name, hp, problem, steps, ctx.options.seed)
         pert[name] = (problem.to_image(result.x) - problem.flat0).detach().cpu()
         variance = var if var is not None else variance
     assert variance is not None and problem is not None

@@ -83,7 +83,7 @@ class Fig2(Spec):
         protocol = {"task": self.task, "task_options": ctx.task(self.task).describe(),
                     "split": "test", "chosen_images": chosen,
                     "images": len(average["instances"]), "trials": trials,
-                    "steps": size.steps, "q": q, "seed": ctx.seed,
+                    "steps": size.steps, "q": q, "seed": ctx.options.seed,
                     "optimizers": labelled(plan.setup["table"])}
         results = {"average": select(average["optimizers"], FINALS),
                    "average_curves": select(average["optimizers"], CURVES),
@@ -144,9 +144,10 @@ def table1(ctx: Context) -> dict[str, Any]:
     image = task.instance_ids("test")[0]
     kept: dict[str, Any] = {}
     rows: dict[str, Any] = {}
+    seed = ctx.options.seed
     for name, hp in table.items():
-        problem = task.problem([image], trials=1, seed=ctx.seed, snapshot_every=every)
-        result = run(make(name, **{"q": task.default_q, **hp}), problem, steps, seed=ctx.seed,
+        problem = task.problem([image], trials=1, seed=seed, snapshot_every=every)
+        result = run(make(name, **{"q": task.default_q, **hp}), problem, steps, seed=seed,
                      nonfinite="inf")
         kept[name] = (result, problem)
         iters = sorted(problem.snapshots)
@@ -163,7 +164,7 @@ def table1(ctx: Context) -> dict[str, Any]:
     firsts = {n: r["first_success_iter"] for n, r in rows.items()}
     hand = [firsts[n] for n in HAND if firsts[n] is not None]
     protocol = {"task": "mnist-attack", "image": image, "true_label": int(task.labels[image]),
-                "steps": steps, "q": task.default_q, "snapshot_every": every, "seed": ctx.seed,
+                "steps": steps, "q": task.default_q, "snapshot_every": every, "seed": seed,
                 "optimizers": table}
     return body(Report(protocol, rows, ("table1.png",)), [Check(
         "ZO-LSTM finds the adversarial example in the fewest iterations",

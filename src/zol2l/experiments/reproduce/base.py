@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from zol2l.experiments.options import RunOptions
 from zol2l.fileio import undefined_as_null, write_json_atomic
 from zol2l.optimizers import baselines
 from zol2l.registry import Registry
@@ -117,10 +118,10 @@ class Context:
         quick: run the small version (tests, smoke checks).
         retrain: use the baselines tuned and the ZO-LSTMs meta-trained by the retrain step
             instead of the shipped files.
-        data_dir, device: passed to the attack tasks.
-        seed: run seed of every evaluation.
-        backend, resume: passed to :func:`zol2l.experiments.evaluate.evaluate`.
-        progress: show progress bars.
+        data_dir, device: passed to the tasks that take them (the attacks).
+        options: how the runs execute (:class:`~zol2l.experiments.options.RunOptions`: the
+            run seed of every evaluation, the backend, ``resume``, progress bars); each
+            evaluation keeps its units in ``out/units/TAG``.
         images, instances, trials: caps on the paper's protocol sizes (attack images, binary
             classification instances, trials per instance) for machines where the full
             protocol does not fit; ``None`` runs the paper's sizes.  What ran is recorded.
@@ -135,10 +136,7 @@ class Context:
     retrain: bool = False
     data_dir: str | None = None
     device: str = "cpu"
-    seed: int = 0
-    backend: Any = None
-    resume: bool = False
-    progress: bool = True
+    options: RunOptions = field(default_factory=RunOptions)
     root: Path | None = None
     images: int | None = None
     cifar_images: int | None = None
@@ -250,13 +248,10 @@ class Context:
         runs the registered optimizer ``NAME`` (with the seeds ``NAME`` itself would get) and
         is reported as ``LABEL`` in the returned payload."""
         from zol2l.experiments.evaluate import evaluate
-        from zol2l.experiments.options import RunOptions
 
-        options = RunOptions(backend=self.backend, resume=self.resume,
-                             seed=kwargs.pop("seed", self.seed),
-                             progress=kwargs.pop("progress", self.progress),
-                             **{k: kwargs.pop(k) for k in ("instance_chunk", "trial_chunk")
-                                if k in kwargs})
+        options = replace(self.options, **{k: kwargs.pop(k) for k in
+                                           ("seed", "progress", "instance_chunk", "trial_chunk")
+                                           if k in kwargs})
         q = kwargs.pop("q", None)
         keep = kwargs.pop("keep", None)
         groups: list[tuple[str | None, dict[str, Mapping[str, Any]]]] = [(None, {})]
@@ -330,7 +325,7 @@ def run_experiment(name: str, ctx: Context) -> dict[str, Any]:
             raise RuntimeError(f"experiment {name} lists figure {fig} but did not write it")
     payload = {
         "experiment": name, "paper": exp.paper, "quick": ctx.quick, "retrain": ctx.retrain,
-        "seed": ctx.seed, "device": ctx.device, "machine": machine(),
+        "seed": ctx.options.seed, "device": ctx.device, "machine": machine(),
         "seconds": time.perf_counter() - start, "sources": dict(ctx.sources), **body,
     }
     # undefined statistics of the analyses (a correlation of a constant map, a ratio to a

@@ -47,6 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """Run ``zol2l reproduce``."""
+    from zol2l.experiments.options import RunOptions
     from zol2l.experiments.reproduce.suite import reproduce
 
     backend: Any = None
@@ -55,9 +56,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
         backend = make_backend(args.backend, address=args.ray_address)
     try:
+        options = RunOptions(backend=backend, resume=args.resume, progress=not args.quiet,
+                             seed=args.seed)
         payload = reproduce(args.name, args.out, quick=args.quick, retrain=args.retrain,
-                            data_dir=args.data_dir, device=args.device, seed=args.seed,
-                            backend=backend, resume=args.resume, progress=not args.quiet,
+                            data_dir=args.data_dir, device=args.device, options=options,
                             images=args.images, cifar_images=args.cifar_images,
                             instances=args.instances, trials=args.trials)
     finally:

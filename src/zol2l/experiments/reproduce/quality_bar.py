@@ -132,7 +132,7 @@ def bar_result(ctx: Context, task_name: str, run: Run, tuning: dict[str, Any] | 
     """The bar on ``task_name`` from the payload of its :func:`bar_run`."""
     rows = summarize(payload)
     return {"task": task_name, "split": "test", "instances": len(payload["instances"]),
-            "trials": run.trials, "steps": run.steps, "q": run.q, "seed": ctx.seed,
+            "trials": run.trials, "steps": run.steps, "q": run.q, "seed": ctx.options.seed,
             "device": payload["device"],
             "hyperparameters": hyperparameters(payload["optimizers"]),
             "alpha_tuning": tuning, "optimizers": rows, "bars": bars(rows),

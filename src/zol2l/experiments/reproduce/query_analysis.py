@@ -50,11 +50,11 @@ def cosine_study(ctx: Context, q_grid: tuple[int, ...], images: int, steps: int
     out: dict[str, Any] = {}
     for q in q_grid:
         opt = make("zo-lstm", checkpoint=ckpt, q=q)
-        problem = task.problem(ids, trials=1, seed=ctx.seed)
+        problem = task.problem(ids, trials=1, seed=ctx.options.seed)
         # a separate oracle and generator: the measurements do not disturb the run
         oracle = Oracle(problem.objective, problem.dim, mode="problems", nonfinite="inf",
                         dtype=problem.x0.dtype)
-        gen = torch.Generator(device=problem.x0.device).manual_seed(ctx.seed + 7919)
+        gen = torch.Generator(device=problem.x0.device).manual_seed(ctx.options.seed + 7919)
         mu = opt.smoothing(problem.x0.dtype)
         where = [problem.x0.clone()]
         with_q: list[torch.Tensor] = []
@@ -75,7 +75,7 @@ def cosine_study(ctx: Context, q_grid: tuple[int, ...], images: int, steps: int
                 without.append(cosine(gaussian(oracle, x, q, mu, gen).grad, grad))
             where[0] = step.x
 
-        run(opt, problem, steps, seed=ctx.seed, nonfinite="inf", callback=hook)
+        run(opt, problem, steps, seed=ctx.options.seed, nonfinite="inf", callback=hook)
         cq, cg = torch.stack(with_q).cpu(), torch.stack(without).cpu()  # [steps, images]
         out[str(q)] = {
             "query_mean": float(cq.mean()), "gaussian_mean": float(cg.mean()),
@@ -124,7 +124,7 @@ def trajectory_study(ctx: Context, steps: int, top: int) -> dict[str, Any]:
     task = ctx.task("mnist-attack")
     image = task.instance_ids("test")[0]
     q = task.default_q
-    problem = task.problem([image], trials=1, seed=ctx.seed)
+    problem = task.problem([image], trials=1, seed=ctx.options.seed)
     rec: dict[str, list[torch.Tensor]] = {"variance": [], "estimate": [], "update": []}
 
     def hook(t: int, step: Any, state: State) -> None:
@@ -133,7 +133,7 @@ def trajectory_study(ctx: Context, steps: int, top: int) -> dict[str, Any]:
         rec["update"].append(state.prev_update[0])
 
     run(make("zo-lstm", checkpoint=ctx.learned("mnist-attack"), q=q), problem, steps,
-        seed=ctx.seed, nonfinite="inf", callback=hook)
+        seed=ctx.options.seed, nonfinite="inf", callback=hook)
     var, est, upd = (torch.stack(rec[k]).double().cpu() for k in ("variance", "estimate",
                                                                   "update"))
     tuned = ctx.baselines("mnist-attack", ["zo-sgd", "zo-adam"])

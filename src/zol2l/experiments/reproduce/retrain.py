@@ -63,12 +63,12 @@ def retrain(ctx: Context, tuned: Sequence[str], learned: Sequence[str]) -> None:
 def retune(ctx: Context, task_name: str) -> Path:
     """Tune the baselines of ``task_name`` on training instances; returns the hparams file."""
     path = _folder(ctx, task_name) / "hparams.json"
-    if path.is_file() and ctx.resume:
+    if path.is_file() and ctx.options.resume:
         return path
     task = ctx.task(task_name)
     payload = tune(task, BASELINES, instances=ctx.pick(2, None), trials=1,
                    steps=ctx.pick(10, task.default_steps),
-                   options=RunOptions(seed=ctx.seed, progress=ctx.progress),
+                   options=RunOptions(seed=ctx.options.seed, progress=ctx.options.progress),
                    coarse=ctx.pick((1.0, 100.0), COARSE), refine=ctx.pick((1.0,), REFINE))
     write_json(path, payload)
     return path
@@ -91,7 +91,7 @@ def meta_train(ctx: Context, task_name: str) -> Path:
     init: str | None = None
     for stage in ("update", "query"):
         settings = recipe(task_name, stage)
-        settings.update(out=str(folder / stage), seed=ctx.seed, stage=stage)
+        settings.update(out=str(folder / stage), seed=ctx.options.seed, stage=stage)
         if stage == "query":
             settings["init"] = init
         elif str(settings.get("init") or "").startswith("pretrained:"):
@@ -105,9 +105,10 @@ def meta_train(ctx: Context, task_name: str) -> Path:
                                         **{k: v for k, v in extra.items() if v is not None}}
         config = MetaConfig(**settings)
         done = Path(config.out) / f"{stage}.safetensors"
-        if not (ctx.resume and done.is_file()):
+        if not (ctx.options.resume and done.is_file()):
             saved = (Path(config.out) / "trainer_state.pt").exists()
-            trainer = MetaTrainer(config, progress=ctx.progress, resume=ctx.resume and saved)
+            trainer = MetaTrainer(config, progress=ctx.options.progress,
+                                  resume=ctx.options.resume and saved)
             done = Path(trainer.fit()["checkpoint"])
         init = str(done)
     return Path(str(init))

@@ -21,7 +21,8 @@ from zol2l.fileio import write_json_atomic
 def reproduce(name: str, out: str | os.PathLike, **options: Any) -> dict[str, Any]:
     """Run the experiment ``name`` (or ``"all"``) into ``out``; ``options`` are the
     :class:`~zol2l.experiments.reproduce.base.Context` fields (``quick``, ``retrain``,
-    ``data_dir``, ``device``, ``seed``, ``backend``, ``resume``, ``progress``).
+    ``data_dir``, ``device``, ``options``: a :class:`~zol2l.experiments.options.RunOptions`,
+    the size caps).
 
     One experiment writes ``out/results.json`` and its figures; ``all`` writes each experiment
     into ``out/NAME/`` and an index ``out/results.json`` with every experiment's checks.  With
