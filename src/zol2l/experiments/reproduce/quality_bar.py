@@ -67,7 +67,8 @@ def summarize(payload: Payload) -> dict[str, Any]:
 
 
 def bars(rows: dict[str, Any]) -> dict[str, Any]:
-    """The issue's bars, each with ``holds`` and the numbers it compares."""
+    """The quality bars (ZO-LSTM below every baseline, ablations worse than ZO-LSTM, ...),
+    each with ``holds`` and the numbers it compares."""
     lstm = rows["zo-lstm"]
     base = [n for n in rows if n in BASELINES]
     out: dict[str, Any] = {
