@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from zol2l.experiments.reproduce.query_analysis import cosine as cos
 from zol2l.experiments.reproduce.query_analysis import true_gradient
 from zol2l.loop import run
 from zol2l.optimizers import make
@@ -60,10 +61,6 @@ def normalized(s: torch.Tensor) -> torch.Tensor:
     """``|s|`` rescaled per row to ``||s||^2 = d`` (as the sampling does)."""
     s = s.abs()
     return s * (math.sqrt(s.shape[1]) / s.norm(dim=1, keepdim=True).clamp_min(1e-300))
-
-
-def cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.cosine_similarity(a, b, dim=1, eps=1e-300)
 
 
 def main() -> None:

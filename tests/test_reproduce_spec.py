@@ -98,7 +98,9 @@ def test_spec_runs_its_plan_through_the_one_harness(tmp_path: Path,
          "evidence": f"zo-sgd {final['zo-sgd']:.4g}, slow {final['slow']:.4g}"},
         {"claim": "a claim the numbers cannot decide", "holds": None, "evidence": "-"}]
     assert out["figures"] == ["toy.png"] and (tmp_path / "toy.png").stat().st_size > 5000
-    assert (tmp_path / "units" / "pair").is_dir() and (tmp_path / "units" / "pair-slow").is_dir()
+    # one harness call per run: the units of both labels are kept under units/TAG
+    kept = sorted(f.name.split("-i0")[0] for f in (tmp_path / "units" / "pair").glob("*.pt"))
+    assert kept == ["zo-sgd", "zo-sgd_slow"] and not (tmp_path / "units" / "pair-slow").exists()
 
 
 def test_a_registered_spec_is_an_experiment(tmp_path: Path) -> None:

@@ -288,7 +288,6 @@ def load_target_file(path: str | os.PathLike[str],
     return _target_from_bytes(p.read_bytes(), outputs, str(p))
 
 
-@torch.no_grad()
 @contextmanager
 def full_float32() -> Iterator[None]:
     """Run the body with TF32 off for CUDA convolutions and matmuls, restoring the previous
@@ -319,6 +318,7 @@ class Float32Target:
         return getattr(self.inner, name)
 
 
+@torch.no_grad()
 def accuracy(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
              labels: torch.Tensor, batch_size: int = 1000) -> float:
     """Top-1 accuracy (fraction in ``[0, 1]``) of ``model`` on ``images`` / ``labels``."""

@@ -86,8 +86,11 @@ class Unit:
 
 def unit_seed(seed: int, optimizer: str, hyperparameters: Mapping[str, Any],
               ids: Sequence[int], trials: tuple[int, int]) -> int:
-    """The seed of a unit: 63 bits of a SHA-256 digest of its identity and the run seed."""
-    text = digest({"seed": int(seed), "optimizer": optimizer,
+    """The seed of a unit: 63 bits of a SHA-256 digest of its identity and the run seed.
+    The labels ``NAME@LABEL`` of one optimizer are seeded as ``NAME``: runs under two
+    settings then differ by their settings only (common random numbers for paired
+    comparisons), and a labelled run reproduces the unlabelled one."""
+    text = digest({"seed": int(seed), "optimizer": base_name(optimizer),
                    "hyperparameters": dict(hyperparameters),
                    "ids": [int(i) for i in ids], "trials": list(trials)})
     return int(text[:16], 16) >> 1

@@ -117,19 +117,17 @@ class Fig2(Spec):
 #: the shipped CIFAR-10 optimizer IS the MNIST one finetuned (section 4.3); the MNIST optimizer
 #: applied unchanged diverges there (its steps are ~100x too large: loss 13 -> 170), and with a
 #: tuned alpha it is the subject of ``generalization``
-FIG2 = {
-    "mnist": register(Fig2(
-        name="fig2-mnist", dataset="mnist", task="mnist-attack", quick={"steps": 15},
-        paper="Figure 2 (MNIST). ZO-LSTM converges faster and to a lower attack loss than "
-              "ZO-SGD, ZO-signSGD and ZO-ADAM",
-        tuned=("mnist-attack",), learned=("mnist-attack",))),
-    "cifar10": register(Fig2(
-        name="fig2-cifar10", dataset="cifar10", task="cifar10-attack",
-        subject="zo-lstm@zo-lstm-finetune", quick={"instances": 2},
-        paper="Figure 2 (CIFAR-10). ZO-LSTM and ZO-LSTM-finetune converge faster and to a "
-              "lower attack loss than the baselines",
-        tuned=("cifar10-attack",), learned=("cifar10-attack",))),
-}
+register(Fig2(
+    name="fig2-mnist", dataset="mnist", task="mnist-attack", quick={"steps": 15},
+    paper="Figure 2 (MNIST). ZO-LSTM converges faster and to a lower attack loss than "
+          "ZO-SGD, ZO-signSGD and ZO-ADAM",
+    tuned=("mnist-attack",), learned=("mnist-attack",)))
+register(Fig2(
+    name="fig2-cifar10", dataset="cifar10", task="cifar10-attack",
+    subject="zo-lstm@zo-lstm-finetune", quick={"instances": 2},
+    paper="Figure 2 (CIFAR-10). ZO-LSTM and ZO-LSTM-finetune converge faster and to a "
+          "lower attack loss than the baselines",
+    tuned=("cifar10-attack",), learned=("cifar10-attack",)))
 
 
 @experiment("table1", paper="Table 1. ZO-LSTM turns one MNIST image adversarial in fewer "

@@ -245,8 +245,9 @@ class Context:
         work units are kept in ``out/units/TAG`` so that ``--resume`` skips them.
 
         A key ``NAME@LABEL`` of ``optimizers`` (for example ``"zo-lstm@zo-lstm-finetune"``)
-        runs the registered optimizer ``NAME`` (with the seeds ``NAME`` itself would get) and
-        is reported as ``LABEL`` in the returned payload."""
+        runs the registered optimizer ``NAME`` (a label's units are seeded as ``NAME``'s,
+        :func:`~zol2l.experiments.units.unit_seed`) and is reported as ``LABEL`` in the
+        returned payload."""
         from zol2l.experiments.evaluate import evaluate
 
         options = replace(self.options, **{k: kwargs.pop(k) for k in
@@ -254,34 +255,13 @@ class Context:
                                            if k in kwargs})
         q = kwargs.pop("q", None)
         keep = kwargs.pop("keep", None)
-        groups: list[tuple[str | None, dict[str, Mapping[str, Any]]]] = [(None, {})]
-        for key, hp in optimizers.items():
-            hp = hp if q is None else {"q": q, **hp}
-            if "@" in key:
-                name, label = key.split("@", 1)
-                groups.append((label, {name: hp}))
-            else:
-                groups[0][1][key] = hp
-        payload: dict[str, Any] | None = None
-        blocks: dict[str, Any] = {}
-        for label, table in groups:
-            if not table:
-                continue
-            sub = tag if label is None else f"{tag}-{label}"
-            kept: dict[str, Any] = {}
-            part = evaluate(task, table, keep=kept if keep is not None else None,
-                            options=replace(options, workdir=self.out / "units" / sub),
-                            **kwargs)
-            for name, block in part["optimizers"].items():
-                blocks[label or name] = block
-                if keep is not None and name in kept:
-                    keep[label or name] = kept[name]
-            if payload is None:
-                payload = part
-            else:
-                payload["seconds"] += part["seconds"]
-        assert payload is not None, "no optimizers to evaluate"
-        payload["optimizers"] = {name: blocks[name] for name in labelled(optimizers)}
+        table = {key: hp if q is None else {"q": q, **hp} for key, hp in optimizers.items()}
+        kept: dict[str, Any] = {}
+        payload = evaluate(task, table, keep=kept if keep is not None else None,
+                           options=replace(options, workdir=self.out / "units" / tag), **kwargs)
+        payload["optimizers"] = labelled(payload["optimizers"])
+        if keep is not None:
+            keep.update(labelled(kept))
         return payload
 
 
