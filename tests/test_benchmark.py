@@ -12,9 +12,10 @@ import torch
 from zol2l.benchmark import cli as bench_cli
 from zol2l.benchmark.peers import available_peers
 from zol2l.benchmark.report import quality_bar, wins
-from zol2l.benchmark.runner import run_metrics
+from zol2l.benchmark.runner import optimizer_set, run_metrics
 from zol2l.benchmark.suite import HELD_OUT, SIZES, problems
 from zol2l.cli import main
+from zol2l.experiments.options import RunOptions
 from zol2l.loop import run
 from zol2l.optimizers import available, make
 from zol2l.tasks import make_task
@@ -104,3 +105,24 @@ def test_wins_and_bar_count_problems() -> None:
     assert not bar["beats_zo-adam-tuned"]["holds"]
     assert torch.isfinite(torch.tensor(w["zo-adam"]["fraction"]))
     assert bench_cli.add_arguments is not None
+
+
+def test_binary_problem_runs_the_general_optimizer_and_raw_defaults(monkeypatch) -> None:
+    """Binary classification ships a specialist checkpoint and tuned deltas: the suite must
+    still run ``pretrained:general`` and every baseline at its own defaults."""
+    import zol2l.benchmark.runner as runner
+
+    binary = next(p for p in problems(SIZES["full"]) if p.task == "binary-classification")
+    chosen = optimizer_set(binary, 100 * binary.dim, None, [])
+    assert chosen["zo-lstm"] == ("zo-lstm", {"checkpoint": "pretrained:general"})
+    seen = {}
+
+    def fake(task, table, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(runner, "evaluate", fake)
+    with pytest.raises(RuntimeError, match="stop"):
+        runner._run(binary, "zo-adam", {}, 1000, "test", 1,
+                    {"q": 20, "options": RunOptions()}, None)
+    assert seen["tuned"] is None

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-SUBJECT = "zo-lstm"
+from zol2l.benchmark.suite import SUBJECT
 
 
 def _entries(payload: dict[str, Any]) -> list[tuple[dict[str, Any], str, dict[str, Any]]]:

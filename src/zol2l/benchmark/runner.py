@@ -30,6 +30,7 @@ from zol2l.benchmark.suite import (
     DEFAULTS,
     HELD_OUT,
     PEERS,
+    SUBJECT,
     TARGETS,
     BenchProblem,
     Size,
@@ -37,6 +38,7 @@ from zol2l.benchmark.suite import (
 )
 from zol2l.experiments.evaluate import evaluate
 from zol2l.loop import RunResult
+from zol2l.optimizers.zo_lstm import DEFAULT_CHECKPOINT
 from zol2l.tasks import make_task
 
 #: the coarse delta grid of ``zol2l tune`` (section 4), used for the tuned ZO-ADAM
@@ -85,8 +87,11 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def optimizer_set(problem: BenchProblem, budget: int, tuned: float | None,
                   peers: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Label -> (registered name, hyperparameters) for one problem."""
+    """Label -> (registered name, hyperparameters) for one problem.  The learned subject is
+    the general optimizer on every problem, also on a task with a checkpoint of its own
+    (binary classification: ``pretrained:binary-classification`` is the specialist)."""
     chosen: dict[str, tuple[str, dict[str, Any]]] = {name: (name, {}) for name in DEFAULTS}
+    chosen[SUBJECT] = (SUBJECT, {"checkpoint": DEFAULT_CHECKPOINT})
     if tuned is not None:
         chosen["zo-adam-tuned"] = ("zo-adam", {"delta": tuned})
     for label in peers:
@@ -101,8 +106,9 @@ def _run(problem: BenchProblem, name: str, hp: Mapping[str, Any], budget: int, s
          instances: int, ctx: Mapping[str, Any], workdir: Path | None) -> RunResult:
     task = make_task(problem.task, **problem.options)
     keep: dict[str, Any] = {}
+    # tuned=None: every optimizer at its own defaults, never a task's shipped tuned file
     evaluate(task, {name: {"q": ctx["q"], **hp}}, split=split, instances=instances,
-             steps=budget, budget=budget, keep=keep,
+             steps=budget, budget=budget, keep=keep, tuned=None,
              options=replace(ctx["options"], workdir=workdir), allow_diverged=True)
     return keep[name][0]
 

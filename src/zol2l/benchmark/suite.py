@@ -32,8 +32,10 @@ from zol2l.tasks.bbob import BBOB_FUNCTIONS
 NOISE = 1e-3
 #: fractions of f(x_0) whose first hit is timed
 TARGETS = (1e-1, 1e-2, 1e-4)
-#: the learned optimizer under test and the hand-designed peers, all at their defaults
-DEFAULTS = ("zo-lstm", *baselines())
+#: the learned optimizer under test (with ``pretrained:general``)
+SUBJECT = "zo-lstm"
+#: the learned optimizer and the hand-designed peers, all at their defaults
+DEFAULTS = (SUBJECT, *baselines())
 #: peers from other libraries (optional extra)
 PEERS = {"cma-es": "peer:cma-es", "ngopt": "peer:ngopt"}
 #: optimizers whose run depends on the budget they are told (run once per budget)
