@@ -9,6 +9,7 @@ import os
 import pytest
 import torch
 
+from zol2l.api import FunctionProblem
 from zol2l.benchmark import cli as bench_cli
 from zol2l.benchmark.peers import available_peers
 from zol2l.benchmark.report import quality_bar, wins
@@ -79,6 +80,24 @@ def test_peers_query_through_the_oracle_and_stop_at_the_budget() -> None:
         assert result.nqueries <= 1000 and result.nqueries > 1000 - opt.queries_at(0)
         assert float(result.loss[-1].max()) < float(result.loss[0].min())
     assert not any(n.startswith("peer:") for n in available())
+
+
+@pytest.mark.skipif(not PEERS_INSTALLED and not os.environ.get("CI"),
+                    reason="the peers extra (pip install -e '.[peers]') is not installed")
+def test_cma_es_runs_in_float32() -> None:
+    def sphere(points: torch.Tensor) -> torch.Tensor:
+        return points.square().sum(-1)
+
+    finals = {}
+    for dtype in (torch.float32, torch.float64):
+        problem = FunctionProblem(sphere, torch.ones(10, dtype=dtype), vectorized=True,
+                                  numpy_inputs=False)
+        result = run(make("peer:cma-es", dim=10, budget=500), problem, 10_000, seed=0,
+                     budget=500)
+        assert result.x.dtype == dtype
+        finals[dtype] = float(result.loss[-1, 0])
+    assert finals[torch.float32] < 1e-2 * 10.0
+    assert finals[torch.float32] == pytest.approx(finals[torch.float64], rel=1e-3)
 
 
 def test_run_metrics_truncate_to_a_budget_and_time_targets() -> None:

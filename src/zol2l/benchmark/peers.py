@@ -86,6 +86,13 @@ class Peer(ZOOptimizer):
         raise NotImplementedError("peers step through step()")
 
 
+def _told(values: torch.Tensor) -> np.ndarray:
+    """The values as the libraries take them: float64, NaN and inf as 1e300 (a float32 run's
+    values are widened first, so the stand-in does not overflow to inf)."""
+    wide = values.detach().cpu().double()
+    return torch.where(torch.isfinite(wide), wide, torch.full_like(wide, 1e300)).numpy()
+
+
 class CMAES(Peer):
     """pycma's CMA-ES (see the module docstring)."""
 
@@ -128,8 +135,7 @@ class CMAES(Peer):
                  for es, stop in zip(strategies, done, strict=True)]
         points = torch.as_tensor(np.stack(asked), dtype=x.dtype, device=x.device)
         values = oracle(points)
-        finite = torch.where(torch.isfinite(values), values, torch.full_like(values, 1e300))
-        for es, cand, vals, stop in zip(strategies, asked, finite.cpu().double().numpy(), done,
+        for es, cand, vals, stop in zip(strategies, asked, _told(values), done,
                                         strict=True):
             if not stop:
                 es.tell(list(cand), vals.tolist())
@@ -171,8 +177,7 @@ class NGOpt(Peer):
         asked = [[o.ask() for _ in range(self.batch)] for o in opts]
         points = np.stack([np.stack([c.value for c in cands]) for cands in asked])
         values = oracle(torch.as_tensor(points, dtype=x.dtype, device=x.device))
-        finite = torch.where(torch.isfinite(values), values, torch.full_like(values, 1e300))
-        for o, cands, vals in zip(opts, asked, finite.cpu().double().numpy(), strict=True):
+        for o, cands, vals in zip(opts, asked, _told(values), strict=True):
             for cand, val in zip(cands, vals, strict=True):
                 o.tell(cand, float(val))
         rec = np.stack([o.provide_recommendation().value for o in opts])
