@@ -265,4 +265,21 @@ def test_init_alpha_warm_start_equals_the_alpha_scaled_optimizer(tmp_path: Path,
     assert torch.equal(tr.update_rnn.head.weight.detach(), warm)  # Adam's scale stays sane
     assert "--init-alpha 0.25" in tr.cfg.command()
     with pytest.raises(ValueError, match="init_alpha"):
-        MetaConfig(out=str(tmp_path / "x"), task="quadratic", stage="update", init_alpha=0.5)
+        MetaConfig(out=str(tmp_path / "x"), task="quadratic", stage="query",
+                   init=str(stage1), init_alpha=0.5)
+
+
+def test_init_alpha_scales_a_fresh_update_rnn(tmp_path: Path) -> None:
+    """From scratch, ``init_alpha`` is the fresh UpdateRNN's fixed output scale: its steps are
+    ``alpha`` times those of the same seeded network at scale 1."""
+    fresh = {alpha: trainer(tmp_path / str(alpha), stage="update", init_alpha=alpha, epochs=1,
+                            runs_per_epoch=1, steps=10, input_scale=[1.0])
+             for alpha in (1.0, 0.01)}
+    assert fresh[0.01].update_rnn.config.output_scale == 0.01
+    assert "--init-alpha 0.01" in fresh[0.01].cfg.command()
+    problem = fresh[1.0].task.problem(fresh[1.0].train_ids[:2], seed=1)
+    steps = {}
+    for alpha, tr in fresh.items():
+        out = run(tr.optimizer(), problem, 1, seed=3)
+        steps[alpha] = out.x - problem.x0
+    torch.testing.assert_close(steps[0.01], 0.01 * steps[1.0], rtol=1e-5, atol=1e-12)

@@ -49,8 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", default=None,
                    help="stage-1 checkpoint (required for --stage query; warm start otherwise)")
     p.add_argument("--init-alpha", type=float, default=1.0,
-                   help="scale the warm start's updates by this factor (section 4.3 alpha; "
-                        "finetuning on a task that needs smaller steps)")
+                   help="stage update: scale the UpdateRNN's steps by this fixed factor "
+                        "(section 4.3 alpha), the warm start's (finetuning on a task that "
+                        "needs smaller steps) or a fresh one's")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--grad", choices=GRADS, default="auto",
                    help="optimizee gradients for the meta-loss: autograd, zo (eq. 5) or auto")

@@ -26,10 +26,11 @@ class MetaConfig:
             (train the QueryRNN with the UpdateRNN of ``init`` frozen).
         out: output folder.
         init: stage-1 checkpoint (required for ``"query"``; for ``"update"`` a warm start).
-        init_alpha: for a warm start, multiply the UpdateRNN's output by this fixed factor
-            (its ``output_scale``, saved with the weights): training starts from the ``init``
-            optimizer run with update scale ``alpha`` (section 4.3), for finetuning on a task
-            whose updates must be smaller (MNIST -> CIFAR-10).
+        init_alpha: stage ``update``: multiply the UpdateRNN's output by this fixed factor
+            (its ``output_scale``, saved with the weights).  With ``init``, training starts
+            from the ``init`` optimizer run with update scale ``alpha`` (section 4.3), for
+            finetuning on a task whose updates must be smaller (MNIST -> CIFAR-10); without,
+            a fresh UpdateRNN starts with steps of that scale (CIFAR-10 from scratch).
         grad: optimizee gradients for the meta-loss: ``"autograd"``, ``"zo"`` (eq. 5) or
             ``"auto"`` (autograd when the task's objective is differentiable).
         query_grad: stage ``query`` with autograd: how the gradient reaches the QueryRNN
@@ -114,8 +115,9 @@ class MetaConfig:
             raise ValueError("stage 'query' needs --init, the stage-1 (update) checkpoint")
         if not float(self.init_alpha) > 0:
             raise ValueError(f"init_alpha must be positive, got {self.init_alpha}")
-        if float(self.init_alpha) != 1.0 and (self.stage != "update" or not self.init):
-            raise ValueError("init_alpha scales a warm start: it needs --stage update and --init")
+        if float(self.init_alpha) != 1.0 and self.stage != "update":
+            raise ValueError("init_alpha scales the UpdateRNN being trained: it needs "
+                             "--stage update")
         for name in ("epochs", "runs_per_epoch", "steps", "unroll", "batch", "val_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

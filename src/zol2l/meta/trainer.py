@@ -145,10 +145,13 @@ class MetaTrainer:
             scale: list[float] = [1.0]
             if cfg.preprocess == "scale":
                 if cfg.stage == "update":  # a provisional untrained UpdateRNN to measure with
-                    self.update_rnn = UpdateRNN(RNNConfig(preprocess="none"), seed=cfg.seed)
+                    self.update_rnn = UpdateRNN(RNNConfig(
+                        preprocess="none", output_scale=float(cfg.init_alpha)), seed=cfg.seed)
                 scale = cfg.input_scale or self.measure_input_scale(kind.n_inputs)
             config = RNNConfig(preprocess=cfg.preprocess, input_scale=tuple(scale),
-                               forget_bias=cfg.forget_bias)
+                               forget_bias=cfg.forget_bias,
+                               output_scale=float(cfg.init_alpha) if cfg.stage == "update"
+                               else 1.0)
         if config.scheme == "scale-free":
             kind = ScaleFreeUpdateRNN
         trained = kind(config, seed=cfg.seed + (cfg.stage == "query"))
