@@ -39,6 +39,24 @@ def test_reproduces_minimize_bit_for_bit(name: str, budget: int | None) -> None:
         assert asks[0] == 101 and asks[1] == 22
 
 
+@pytest.mark.parametrize("name", available())
+def test_asked_points_are_the_users_to_modify(name: str) -> None:
+    """ask()'s points are not read again by the run: overwriting them after evaluating (numpy
+    and torch) leaves every iterate as minimize's."""
+    def f(x):  # numpy or torch
+        return float(((x - 0.5) ** 2).sum())
+
+    for x0 in (np.zeros(6), torch.zeros(6, dtype=torch.float64)):
+        ref = zol2l.minimize(f, x0, name, steps=12, seed=2, **settings(name))
+        opt = zol2l.AskTell(name, x0, seed=2, steps=12, **settings(name))
+        while opt.stop_reason is None:
+            points = opt.ask()
+            values = [f(x) for x in points]
+            points[:] = 123.0
+            opt.tell(values)
+        assert opt.result.history == ref.history and opt.best_f == ref.fun
+
+
 def test_torch_points_for_torch_x0_and_bounds() -> None:
     opt = zol2l.AskTell("zo-sgd", torch.zeros(4), budget=200, bounds=(-0.1, 0.1), q=5)
     points = opt.ask()
