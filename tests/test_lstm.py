@@ -205,6 +205,21 @@ def test_both_stages_are_shipped_for_the_paper_tasks() -> None:
         assert {f"{task}-update", f"{task}-query"} <= set(PRETRAINED), task
 
 
+def test_cifar10_zo_lstm_is_trained_from_scratch() -> None:
+    """``pretrained:cifar10-attack`` was meta-trained on the CIFAR-10 attack from scratch (no
+    warm start in stage 1, stage 2 from its own stage 1), at the paper's c = 0.25;
+    the MNIST optimizer finetuned there ships as ``cifar10-attack-finetune``."""
+    update, query = (json.loads((PRETRAINED_DIR / f"cifar10-attack-{s}.json").read_text())
+                     for s in ("update", "query"))
+    for meta in (update, query):
+        assert meta["task"] == "cifar10-attack" and meta["task_options"]["c"] == 0.25
+        assert meta["finished"] and "--task cifar10-attack" in meta["command"]
+    assert update["config"]["init"] is None and "--init" not in update["command"].split()
+    assert query["init_sha256"] == update["sha256"]
+    finetune = json.loads((PRETRAINED_DIR / "cifar10-attack-finetune-update.json").read_text())
+    assert finetune["config"]["init"] == "pretrained:mnist-attack"
+
+
 @pytest.mark.parametrize("stem", PRETRAINED)
 def test_pretrained_checkpoints_load_and_match_sha256(stem: str, tmp_path: Path) -> None:
     path = PRETRAINED_DIR / f"{stem}.safetensors"

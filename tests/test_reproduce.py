@@ -124,10 +124,14 @@ def test_fig2_quick(tmp_path: Path, name: str) -> None:
     check_payload(payload, tmp_path, name)
     proto, results = payload["protocol"], payload["results"]
     assert proto["images"] == 2 and proto["trials"] == 1 and len(proto["chosen_images"]) == 2
-    learned = "zo-lstm" if name == "fig2-mnist" else "zo-lstm-finetune"
-    assert {"zo-sgd", "zo-signsgd", "zo-adam", learned} <= set(results["average"])
-    curve = results["average_curves"][learned]["loss_mean"]
-    assert len(curve) == proto["steps"] + 1
+    learned = ["zo-lstm"] if name == "fig2-mnist" else ["zo-lstm", "zo-lstm-finetune"]
+    assert {"zo-sgd", "zo-signsgd", "zo-adam", *learned} == set(results["average"])
+    for key in learned:
+        assert len(results["average_curves"][key]["loss_mean"]) == proto["steps"] + 1
+    if name == "fig2-cifar10":  # from scratch, and the MNIST optimizer finetuned (both shipped)
+        checkpoints = {k: proto["optimizers"][k]["checkpoint"] for k in learned}
+        assert checkpoints == {"zo-lstm": "pretrained:cifar10-attack",
+                               "zo-lstm-finetune": "pretrained:cifar10-attack-finetune"}
     assert set(results["per_image"]) == {str(i) for i in proto["chosen_images"]}
 
 

@@ -68,8 +68,9 @@ class RNNConfig:
             QueryRNN has two: estimate and update) or one for all.
         logsign_p: ``p`` of the log/sign preprocessing.
         head_init: factor applied to the head's initial weights (0.1 as the authors).
-        output_scale: fixed factor on the head's output (1 unless a warm start was scaled
-            for finetuning, ``zol2l meta-train --init-alpha``).  A fixed factor rather than
+        output_scale: fixed factor on the head's output (1 unless set by ``zol2l meta-train
+            --init-alpha``: a warm start scaled for finetuning, or a fresh UpdateRNN whose
+            steps must start small, as on CIFAR-10).  A fixed factor rather than
             scaled head weights, because Adam's steps do not shrink with the weights: a
             head scaled by 0.01 takes 100x larger relative steps and diverges in one run.
         forget_bias: ``None`` (the authors' bias-free LSTM) or the initial value of a learned

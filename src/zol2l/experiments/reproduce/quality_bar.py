@@ -4,7 +4,7 @@ On each task, through the one harness (:meth:`Context.evaluate`), at the task's 
 
 * the hand-designed baselines with the hyperparameters ``zol2l tune`` chose on TRAINING
   instances (``src/zol2l/tuned/TASK.json``);
-* ``zo-lstm`` (``pretrained:TASK``; on CIFAR-10 the MNIST optimizer finetuned there) and its
+* ``zo-lstm`` (``pretrained:TASK``; on CIFAR-10 meta-trained there from scratch) and its
   ablations ``zo-lstm-no-query``, ``zo-lstm-no-update`` (ZO-SGD's tuned step) and
   ``zo-lstm-guided-es``.
 

@@ -99,7 +99,7 @@ def meta_train(ctx: Context, task_name: str) -> Path:
         if ctx.quick:
             settings.update(epochs=1, runs_per_epoch=1, steps=10, unroll=5, batch=2,
                             val_every=1)
-        extra = ctx.machine_options(task_name)  # only what was set: the command replays
+        extra = ctx.machine_options(settings["task"])  # only what was set: the command replays
         if extra:
             settings["task_options"] = {**settings.get("task_options", {}),
                                         **{k: v for k, v in extra.items() if v is not None}}
