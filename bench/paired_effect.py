@@ -20,7 +20,6 @@ lower than the reference.  Writes strict JSON to ``--out``; a line per optimizer
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -40,6 +39,7 @@ from zol2l.experiments.evaluate import evaluate
 from zol2l.experiments.options import RunOptions
 from zol2l.experiments.reproduce.analysis import paired
 from zol2l.experiments.reproduce.base import machine
+from zol2l.fileio import write_json_atomic
 from zol2l.optimizers import get_class
 from zol2l.tasks import available_tasks, make_task, task_class
 
@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "optimizers": effects(blocks, args.ref),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
+    write_json_atomic(args.out, result)
     rows = len(payload["instances"]) * args.trials
     print(f"{args.task} ({args.split}): {len(payload['instances'])} instances x {args.trials} "
           f"trials = {rows} rows, {payload['steps']} steps, {result['seconds']:.0f} s")

@@ -32,7 +32,6 @@ def main() -> None:
                              "(default: mnist-attack)")
     args = parser.parse_args()
     task = make_task(args.task)
-    q = getattr(task, "default_q", 20)
     ids = task.instance_ids("train")[-3:]
     for spec in args.checkpoints:
         stds: list[torch.Tensor] = []
@@ -40,13 +39,12 @@ def main() -> None:
         def keep(t: int, out: Any, state: Any, stds: list[torch.Tensor] = stds) -> None:
             stds.append(out.extras["std"])
 
-        run(make("zo-lstm", checkpoint=spec, p_query=1.0, q=q), task.problem(ids, seed=0),
-            args.steps, seed=0, callback=keep)
+        run(make("zo-lstm", checkpoint=spec, p_query=1.0, q=task.default_q),
+            task.problem(ids, seed=0), args.steps, seed=0, callback=keep)
         series = torch.stack(stds)  # [T, B, d]
         spread = float(series.mean(0).std(dim=1).mean())
-        where = "pixels" if args.task.endswith("-attack") else "coordinates"
         print(f"{spec}: per-step std in [{float(series.min()):.3f}, {float(series.max()):.3f}], "
-              f"spread across {where} {spread:.4f}")
+              f"spread across coordinates {spread:.4f}")
 
 
 if __name__ == "__main__":
