@@ -79,6 +79,8 @@ def test_protocol_errors_are_clear() -> None:
         opt.ask()
     with pytest.raises(ValueError, match="got 2 values for the 5 points"):
         opt.tell([1.0, 2.0])
+    with pytest.raises(ValueError, match="squeeze the last dimension"):
+        opt.tell(torch.zeros(5, 1, dtype=torch.float64))
     opt.tell([sphere(p) for p in points])
     assert opt.best_f < float("inf") and opt.nqueries == 5
     drive(opt, sphere)
@@ -93,6 +95,9 @@ def test_errors_of_the_run_surface_in_tell_and_close_ends_it() -> None:
     opt.ask()
     with pytest.raises(zol2l.NonFiniteValueError, match="iteration 0"):
         opt.tell([np.nan, 1.0, 1.0])
+    assert opt.stop_reason.startswith("error: the objective returned nan")
+    with pytest.raises(RuntimeError, match="ended"):
+        opt.ask()
     other = zol2l.AskTell("zo-sgd", np.zeros(3), steps=5, q=2)
     other.ask()
     other.close()

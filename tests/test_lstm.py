@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import quadratic
 
+from zol2l.estimators import drive
 from zol2l.learned import (
     CheckpointError,
     QueryRNN,
@@ -114,8 +115,8 @@ def test_sampling_std_is_used_and_gradients_flow_through_it() -> None:
     opt = make("zo-lstm", checkpoint=None, query_rnn=rnn, p_query=1.0, q=4)
     problem = quadratic(rows=2, dim=5)
     state = opt.init_state(problem.x0)
-    out = opt.step(problem_oracle(problem), problem.x0, state, torch.Generator())
-    out = opt.step(problem_oracle(problem), out.x, state, torch.Generator())
+    out = drive(opt.step(problem.x0, state, torch.Generator()), problem_oracle(problem))
+    out = drive(opt.step(out.x, state, torch.Generator()), problem_oracle(problem))
     assert out.extras["std"].std() > 0.01
     assert out.extras["std_pred"].requires_grad  # graph kept outside no_grad (meta-training)
 

@@ -41,6 +41,26 @@ def test_budget_is_never_exceeded() -> None:
     assert oracle.queries == 6  # the refused call evaluated nothing
 
 
+def test_admit_then_accept_is_a_call_evaluated_elsewhere() -> None:
+    """The loop's split of a call (zol2l.loop.Run): admit checks and refuses before anything
+    is evaluated, accept counts and checks the values the caller computed."""
+    fun = lambda p: p.square().sum(-1)  # noqa: E731
+    split, whole = Oracle(fun, 2, mode="problems", budget=10), \
+        Oracle(fun, 2, mode="problems", budget=10)
+    p = pts(2, 6, 2)
+    split.admit(p)
+    assert split.queries == 0
+    assert torch.equal(split.accept(p, fun(p).numpy()), whole(p))  # arrays are converted
+    assert split.queries == whole.queries == 6 and split.calls == 1
+    with pytest.raises(BudgetExhausted):
+        split.admit(pts(2, 5, 2))
+    with pytest.raises(ValueError, match=r"shape \[B, n, 2\]"):
+        split.admit(pts(2, 5, 3))
+    assert split.queries == 6
+    with pytest.raises(ValueError, match="expected \\(2, 4\\)"):
+        split.accept(pts(2, 4, 2), torch.zeros(2, 3, dtype=torch.float64))
+
+
 def test_nan_names_iteration_and_point() -> None:
     def f(x: torch.Tensor) -> torch.Tensor:
         out = x.sum(-1)

@@ -85,17 +85,23 @@ def observer(cfg: Settings, callback: Callable | None, tol: float | None,
 
 def solve(cfg: Settings, problem: FunctionProblem,
           on_step: Callable[[Progress], bool | str] | None = None) -> MinimizeResult:
-    """Run ``cfg`` on ``problem`` through the loop: the one code path of ``minimize`` and
-    ``AskTell``."""
-    result = run(cfg.optimizer(), problem, cfg.steps, seed=cfg.seed, budget=cfg.budget,
-                 nonfinite=cfg.nonfinite, on_step=on_step)
+    """Run ``cfg`` on ``problem`` through the loop (``minimize``'s code path)."""
+    return finish(cfg, run(cfg.optimizer(), problem, cfg.steps, seed=cfg.seed,
+                           budget=cfg.budget, nonfinite=cfg.nonfinite, on_step=on_step),
+                  stacklevel=4)
+
+
+def finish(cfg: Settings, result: RunResult, *, stacklevel: int = 3) -> MinimizeResult:
+    """The :class:`MinimizeResult` of a finished run of ``cfg`` (``minimize`` and
+    ``AskTell``); warns, at the caller ``stacklevel`` frames up, when the last iterate is
+    worse than the start."""
     history = result.loss[:, 0].tolist()
     assert result.best_x is not None and result.best_loss is not None
     if not (math.isfinite(history[-1]) and history[-1] <= history[0]):
         warnings.warn(f"{cfg.method}: the last iterate's value {history[-1]:.6g} is worse than "
                       f"the start's {history[0]:.6g} (the run diverged, or the step size is "
                       f"too large); x and fun are the best iterate seen", UserWarning,
-                      stacklevel=3)
+                      stacklevel=stacklevel)
     return MinimizeResult(
         x=cfg.output(result.best_x[0]), fun=float(result.best_loss[0]), history=history,
         nqueries=result.nqueries, stop_reason=result.stop_reason, run=result,

@@ -1,15 +1,14 @@
 """``AskTell``: drive any registered optimizer one step at a time, evaluating its points
 yourself (``X = opt.ask()``, then ``opt.tell(values)``).
 
-It is the same optimizer, oracle and loop as :func:`zol2l.minimize`: the run executes
-:func:`zol2l.api.solve` in a coroutine (a ``greenlet``) whose objective hands each oracle
-call's points to :meth:`AskTell.ask` and is suspended until :meth:`AskTell.tell` returns their
-values (a switch costs about a microsecond, unlike a thread hand-off).  So for the
-same seed and settings the iterates, the query counts and the best value equal
-``minimize``'s bit for bit, for every optimizer (ZO-SZVR-G's snapshot steps ask for
-``q0 + 1`` points, its inner steps for ``2(q + 1)``, and the run's last ask is the final
-point alone, as ``minimize`` queries it).  Torch's grad mode is kept per side across the
-switches.  Use an ``AskTell`` from one thread.
+It is the same optimizer, oracle and loop as :func:`zol2l.minimize`: the loop
+(:meth:`zol2l.loop.Run.queries`) is a generator that yields each batch of query points and
+is sent their values; ``minimize`` answers with the objective, ``AskTell`` hands the points to
+you and sends on what you tell.  So for the same seed and settings the iterates, the query
+counts and the best value equal ``minimize``'s bit for bit, for every optimizer (ZO-SZVR-G's
+snapshot steps ask for ``q0 + 1`` points, its inner steps for ``2(q + 1)``, and the run's
+last ask is the final point alone, as ``minimize`` queries it).  The run's computations
+happen inside :meth:`tell` under ``torch.no_grad()``; your own grad mode is left alone.
 """
 
 from __future__ import annotations
@@ -18,34 +17,23 @@ from typing import Any
 
 import numpy as np
 import torch
-from greenlet import greenlet
 
-from zol2l.api import MinimizeResult, solve
+from zol2l.api import MinimizeResult, finish
 from zol2l.blackbox import settings
-from zol2l.loop import Progress
-from zol2l.oracle import NonFinite
+from zol2l.loop import Run
+from zol2l.oracle import NonFinite, batch_values
 
 __all__ = ["AskTell"]
 
 ASKTELL_KEYWORDS = ("method", "x0", "seed", "budget", "bounds", "steps", "nonfinite")
 
 
-class _Closed(Exception):
-    """Thrown into the worker to unwind a run that the user closed."""
-
-
 _grad_enabled = torch.is_grad_enabled
-_set_grad = torch._C._set_grad_enabled  # what torch.set_grad_enabled calls, without its object
+_set_grad = torch._C._set_grad_enabled  # what torch.no_grad() calls
 
 
-def _switch(target: greenlet, *args: Any) -> Any:
-    """Switch to ``target``; this side's torch grad mode is restored when it resumes."""
-    mode = _grad_enabled()
-    try:
-        return target.switch(*args)
-    finally:
-        if _grad_enabled() != mode:
-            _set_grad(mode)
+def _answered_by_tell(points: torch.Tensor) -> None:
+    raise RuntimeError("an AskTell run's points are evaluated by its user (ask/tell)")
 
 
 class AskTell:
@@ -76,39 +64,36 @@ class AskTell:
     def __init__(self, method: str, x0: Any, seed: int = 0, budget: int | None = None,
                  bounds: Any = None, *, steps: int | None = None,
                  nonfinite: NonFinite = "raise", **hyperparameters: Any) -> None:
-        self._cfg = settings(method, x0, steps=steps, seed=seed, budget=budget,
-                             nonfinite=nonfinite, bounds=bounds, extra=ASKTELL_KEYWORDS,
-                             hyperparameters=hyperparameters)
-        self._problem = self._cfg.problem(self._bridge, vectorized=True)
-        self._request: torch.Tensor | None = None
+        self._cfg = cfg = settings(method, x0, steps=steps, seed=seed, budget=budget,
+                                   nonfinite=nonfinite, bounds=bounds, extra=ASKTELL_KEYWORDS,
+                                   hyperparameters=hyperparameters)
+        self._problem = cfg.problem(_answered_by_tell, vectorized=True)
+        self._run = Run(cfg.optimizer(), self._problem, cfg.steps, seed=cfg.seed,
+                        budget=cfg.budget, nonfinite=cfg.nonfinite)
+        self._loop = self._run.queries()
+        self._request: torch.Tensor | None = None  # the pending points, [1, n, d]
         self._asked = False
-        self.result: MinimizeResult | None = None
-        self._progress: Progress | None = None
         self._ended = "closed"
-        self.nqueries = 0
-        self._user = greenlet.getcurrent()
-        self._worker = greenlet(self._work)
-        _switch(self._worker)  # run up to the first oracle call
+        self.result: MinimizeResult | None = None
+        self._resume(None)  # run up to the first batch of points
 
-    # ------------------------------------------------------------------ worker side
-    def _bridge(self, points: torch.Tensor) -> Any:
-        self._request = points
-        return _switch(self._user)
-
-    def _observe(self, p: Progress) -> bool:
-        self._progress = p
-        return False
-
-    def _work(self) -> None:
+    def _resume(self, values: torch.Tensor | None) -> None:
+        """Run the loop up to its next batch of points (or its end), under no_grad (the
+        grad-mode switch that ``torch.no_grad()`` makes, without its context object: this runs
+        once per step)."""
+        mode = _grad_enabled()
+        _set_grad(False)
         try:
-            self.result = solve(self._cfg, self._problem, self._observe)
-        except _Closed:
-            self._ended = "closed"
-        except BaseException as exc:  # re-raised in the user's tell()
+            self._request = next(self._loop) if values is None else self._loop.send(values)
+        except StopIteration as done:
+            self._request = None
+            self.result = finish(self._cfg, done.value, stacklevel=4)
+        except BaseException as exc:  # the run is over; the error surfaces in tell()
+            self._request = None
             self._ended = f"error: {exc}"
             raise
         finally:
-            self._request = None
+            _set_grad(mode)
 
     # ------------------------------------------------------------------ user side
     def ask(self) -> Any:
@@ -120,34 +105,30 @@ class AskTell:
             raise RuntimeError("ask() called twice: tell() the values of the points of the "
                                "previous ask() first")
         self._asked = True
-        pts = self._request  # computed under no_grad: no graph to detach
+        pts = self._problem.project(self._request)[0]
         return pts.cpu().numpy() if self._cfg.is_numpy else pts
 
     def tell(self, values: Any) -> None:
         """Give the values of the points of the last :meth:`ask`, in the same order."""
-        if not self._asked or self._request is None:
+        request = self._request
+        if not self._asked or request is None:
             raise RuntimeError("tell() without a pending ask(): call ask() first")
-        n = self._request.shape[0]
+        n = request.shape[1]
         if isinstance(values, torch.Tensor):  # as a vectorized objective's output ([n] or
-            flat: Any = values                # [n, 1]; the oracle checks the shape)
+            flat: Any = values                # [n, 1]: a clear error below)
             count = values.numel()
         else:  # as a point-wise objective's values (float64, then the run's dtype)
             flat = np.asarray(values, dtype=np.float64).reshape(-1)
             count = flat.shape[0]
         if count != n:
             raise ValueError(f"tell() got {count} values for the {n} points of ask()")
+        told = batch_values(flat, n, request.dtype, request.device)
         self._asked = False
-        self.nqueries += n
-        _switch(self._worker, flat)  # errors of the run (e.g. a NaN value) surface here
+        self._resume(told[None, :])  # errors of the run (e.g. a NaN value) surface here
 
     def close(self) -> None:
-        """End the run now (the suspended run unwinds); idempotent."""
-        if self._request is not None and not self._worker.dead:
-            mode = _grad_enabled()
-            try:
-                self._worker.throw(_Closed)
-            finally:
-                _set_grad(mode)
+        """End the run now; idempotent."""
+        self._loop.close()
         self._request = None
 
     def __enter__(self) -> AskTell:
@@ -155,12 +136,6 @@ class AskTell:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
 
     # ------------------------------------------------------------------ state
     @property
@@ -171,24 +146,27 @@ class AskTell:
         return None if self._request is not None else self._ended
 
     @property
+    def nqueries(self) -> int:
+        """Values told so far (the run's oracle count)."""
+        return self._run.oracle.queries
+
+    @property
     def x(self) -> Any:
         """The current iterate (the last one once the run ended)."""
         if self.result is not None:
             return self.result.x_last
-        if self._progress is None:
-            return self._cfg.output(self._problem.project(self._cfg.start))
-        return self._cfg.output(self._progress.x[0])
+        return self._cfg.output(self._run.x[0])
 
     @property
     def best_x(self) -> Any:
         """The best iterate seen (by its told value)."""
         if self.result is not None:
             return self.result.x
-        return self.x if self._progress is None else self._cfg.output(self._progress.best_x[0])
+        return self._cfg.output(self._run.best.x[0])
 
     @property
     def best_f(self) -> float:
         """The value of :attr:`best_x` (``inf`` before the first step ends)."""
         if self.result is not None:
             return self.result.fun
-        return float("inf") if self._progress is None else float(self._progress.best_loss[0])
+        return float(self._run.best.loss[0])

@@ -1,6 +1,7 @@
 """Zeroth-order gradient estimators.  Each sends all of its queries in ONE oracle call.
 
-* :func:`gaussian`: the random-direction forward difference of eq. 1 of Ruan et al. (2020),
+* :func:`gaussian` (:func:`gaussian_queries` as :data:`Queries`): the random-direction
+  forward difference of eq. 1 of Ruan et al. (2020),
 
   .. math:: \\hat\\nabla f(x) = \\frac{1}{\\mu q} \\sum_{i=1}^q [f(x + \\mu u_i) - f(x)]\\, u_i,
 
@@ -24,17 +25,40 @@ Gaussian directions in the limit ``mu -> 0`` the estimate is ``(1/q) sum (z_i . 
 cosine with ``g`` satisfies, for large ``d``,
 ``E cos ~= sqrt(q / (q + d + 1))`` (numerator ``|g|``, squared norm
 ``|g|^2 (q + d + 1) / q`` in expectation).
+
+How an optimizer step asks for values.  A step is a generator (:data:`Queries`): it yields
+each batch of points ``[B, n, d]`` and is sent their values ``[B, n]``; its return value is
+its result.  :func:`drive` runs one against an oracle; :class:`zol2l.loop.Run` yields the
+points on to whoever evaluates them (``minimize``'s objective, or :class:`zol2l.AskTell`'s
+user), with no thread or coroutine library in between.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
 from zol2l.oracle import Oracle
+
+T = TypeVar("T")
+
+#: A computation that asks for values: yields points ``[B, n, d]``, is sent their values
+#: ``[B, n]``, returns its result.
+Queries = Generator[torch.Tensor, torch.Tensor, T]
+
+
+def drive(queries: Queries[T], oracle: Callable[[torch.Tensor], torch.Tensor]) -> T:
+    """Run ``queries`` to its end, answering each batch of points with ``oracle(points)``."""
+    try:
+        points = next(queries)
+        while True:
+            points = queries.send(oracle(points))
+    except StopIteration as done:
+        return done.value
 
 #: Default smoothing ``mu`` per dtype, chosen by ``bench/bench_mu.py``: the power of ten that
 #: minimizes the median relative error of the forward-difference directional derivative on
@@ -153,8 +177,7 @@ def directional_average(diffs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bq,bqd->bd", safe, u) / count
 
 
-def gaussian(
-    oracle: Oracle,
+def gaussian_queries(
     x: torch.Tensor,
     q: int,
     mu: float | torch.Tensor,
@@ -165,11 +188,11 @@ def gaussian(
     guide_alpha: float = 0.5,
     antithetic: bool = False,
     extra: torch.Tensor | None = None,
-) -> Estimate:
-    """Random-direction gradient estimate (eq. 1; central variant with ``antithetic``).
+) -> Queries[Estimate]:
+    """Random-direction gradient estimate (eq. 1; central variant with ``antithetic``), as
+    :data:`Queries`: one batch of points, all of the step's queries.
 
     Args:
-        oracle: the counted objective.
         x: ``[B, d]`` current points.
         q: number of directions.
         mu: smoothing parameter, or a ``[B]`` tensor of one per problem.
@@ -194,13 +217,20 @@ def gaussian(
     parts = [x[:, None, :], plus] + ([x[:, None, :] - mu_u * u] if antithetic else [])
     if extra is not None:
         parts.append(extra.to(x.dtype))
-    values = oracle(torch.cat(parts, dim=1))
+    values = yield torch.cat(parts, dim=1)
     fx = values[:, 0]
     if antithetic:
         diffs = (values[:, 1 : q + 1] - values[:, q + 1 : 2 * q + 1]) / (2.0 * mu_d)
     else:
         diffs = (values[:, 1 : q + 1] - fx[:, None]) / mu_d
     return Estimate(directional_average(diffs, u), fx, values.shape[1], values)
+
+
+def gaussian(oracle: Oracle, x: torch.Tensor, q: int, mu: float | torch.Tensor,
+             generator: torch.Generator, **options: object) -> Estimate:
+    """:func:`gaussian_queries` answered by ``oracle`` (the counted objective); ``options``:
+    its keywords."""
+    return drive(gaussian_queries(x, q, mu, generator, **options), oracle)  # type: ignore[arg-type]
 
 
 def coordinatewise(oracle: Oracle, x: torch.Tensor, mu: float) -> Estimate:

@@ -1,13 +1,22 @@
-"""The one optimization loop of zol2l: every optimizer, learned or not, steps through it."""
+"""The one optimization loop of zol2l: every optimizer, learned or not, steps through it.
+
+:class:`Run` is the loop as :data:`~zol2l.estimators.Queries`: it yields each batch of query
+points (checked and counted by its :class:`~zol2l.oracle.Oracle`) to whoever evaluates them
+and is sent their values.  :func:`run` answers with the problem's objective (the harness,
+:func:`zol2l.minimize`); :class:`zol2l.AskTell` hands the points to its user.  The meta-trainer
+unrolls steps with :func:`advance` instead (a differentiable oracle, no loop bookkeeping).
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
+from zol2l.estimators import Queries, drive
 from zol2l.optimizers.base import State, StepOutput, ZOOptimizer
 from zol2l.oracle import BudgetExhausted, NonFinite, Oracle
 from zol2l.tasks.base import Problem
@@ -92,42 +101,23 @@ def _reported(problem: Problem, x: torch.Tensor, fallback: torch.Tensor) -> torc
     return fallback if value is None else value
 
 
-def advance(
-    optimizer: ZOOptimizer,
-    problem: Problem,
-    oracle: Oracle,
-    x: torch.Tensor,
-    state: State,
-    gen: torch.Generator,
-    t: int,
-    *,
-    detach: bool = True,
-) -> StepOutput:
-    """Iteration ``t`` of the loop: draw the task's minibatch, let the optimizer step.
-
-    :func:`run` calls this for evaluation; the meta-trainer calls it with ``detach=False`` (and
-    a differentiable oracle) to unroll truncations with their autograd graph.
-    """
+def advance(optimizer: ZOOptimizer, problem: Problem, oracle: Oracle, x: torch.Tensor,
+            state: State, gen: torch.Generator, t: int) -> StepOutput:
+    """Iteration ``t`` with its autograd graph, answered by ``oracle`` (the meta-trainer's,
+    differentiable): draw the task's minibatch, let the optimizer step."""
     oracle.iteration = t
     problem.next_iteration(t)
-    out = optimizer.step(oracle, x, state, gen)
-    if detach:
-        out.x = out.x.detach()
-    return out
+    return drive(optimizer.step(x, state, gen), oracle)
 
 
-def run(
-    optimizer: ZOOptimizer,
-    problem: Problem,
-    steps: int,
-    *,
-    seed: int = 0,
-    budget: int | None = None,
-    nonfinite: NonFinite = "raise",
-    callback: Callable[[int, StepOutput, State], None] | None = None,
-    on_step: Callable[[Progress], bool | str | None] | None = None,
-) -> RunResult:
-    """Run ``optimizer`` on ``problem`` for ``steps`` iterations.
+def _final(x: torch.Tensor) -> Queries[torch.Tensor]:
+    """The value of ``x[B, d]`` (one query per problem)."""
+    return (yield x[:, None, :])[:, 0]
+
+
+class Run:
+    """One run of ``optimizer`` on ``problem`` for ``steps`` iterations; :meth:`queries` is
+    the loop, :func:`run` drives it with the problem's objective.
 
     Args:
         optimizer: any registered optimizer.
@@ -142,74 +132,119 @@ def run(
             the run (``stop_reason``: the returned string, or ``"stopped by the callback
             after T steps"``).
 
+    Attributes (live while the loop runs):
+        x: ``[B, d]`` the current iterate (after the last step taken).
+        best: the best iterate seen (``best.x``) and its value (``best.loss``).
+        oracle: the counting oracle (``oracle.queries``: queries per problem so far).
+
     Every iterate, ``x0`` included, goes through :meth:`Problem.project
     <zol2l.tasks.base.Problem.project>` (the identity unless the problem has a box), and the
     best iterate by its value is tracked (:attr:`RunResult.best_x`).
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
-    x = problem.project(problem.x0.clone())
-    oracle = Oracle(problem.objective, problem.dim, mode="problems", budget=budget,
-                    nonfinite=nonfinite, dtype=x.dtype)
-    final_query = 0 if problem.reports_loss else 1
-    if budget is not None and budget < optimizer.queries_at(0) + final_query:
-        raise ValueError(
-            f"budget {budget} is smaller than one step of {optimizer.name} "
-            f"({optimizer.queries_at(0)} queries + {final_query} for the final value)"
-        )
-    gen = torch.Generator(device=x.device).manual_seed(int(seed))
-    state = optimizer.init_state(x)
-    best = _Best(x)
-    # The loss and metrics of x_t are recorded AFTER step t, whose queries included f(x_t):
-    # a task can then serve them from what it just evaluated instead of evaluating again.
-    losses: list[torch.Tensor] = []
-    metrics: list[dict[str, torch.Tensor]] = []
-    queries: list[int] = []
-    step_seconds: list[float] = []
-    stop_reason = "steps"
-    start = time.perf_counter()
-    for t in range(steps):
-        need = optimizer.queries_at(t) + final_query
-        if not oracle.can_afford(need):
-            stop_reason = f"query budget exhausted after {t} steps ({oracle.queries} of {budget})"
-            break
-        tick = time.perf_counter()
-        before = oracle.queries
+
+    def __init__(self, optimizer: ZOOptimizer, problem: Problem, steps: int, *,
+                 seed: int = 0, budget: int | None = None, nonfinite: NonFinite = "raise",
+                 callback: Callable[[int, StepOutput, State], None] | None = None,
+                 on_step: Callable[[Progress], bool | str | None] | None = None) -> None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+        self.optimizer, self.problem, self.steps = optimizer, problem, steps
+        self.callback, self.on_step, self.budget = callback, on_step, budget
+        self.x = problem.project(problem.x0.clone())
+        self.oracle = Oracle(problem.objective, problem.dim, mode="problems", budget=budget,
+                             nonfinite=nonfinite, dtype=self.x.dtype)
+        self.final_query = 0 if problem.reports_loss else 1
+        if budget is not None and budget < optimizer.queries_at(0) + self.final_query:
+            raise ValueError(
+                f"budget {budget} is smaller than one step of {optimizer.name} "
+                f"({optimizer.queries_at(0)} queries + {self.final_query} for the final "
+                f"value)"
+            )
+        self.gen = torch.Generator(device=self.x.device).manual_seed(int(seed))
+        self.state = optimizer.init_state(self.x)
+        self.best = _Best(self.x)
+
+    def _counted(self, queries: Queries[Any]) -> Queries[Any]:
+        """``queries`` with each batch admitted by the oracle before it is yielded and its
+        values accepted (counted, checked) before they are sent on."""
+        oracle = self.oracle
         try:
-            with torch.no_grad():  # evaluation: no graph through learned optimizers' state
-                out = advance(optimizer, problem, oracle, x, state, gen, t)
-        except BudgetExhausted as exc:  # an optimizer that spends more than it announced
-            stop_reason = str(exc)
-            break
-        losses.append(_reported(problem, x, out.fx.detach()))
-        best.update(x, losses[-1])
+            points = next(queries)
+            while True:
+                oracle.admit(points)
+                values = yield points
+                points = queries.send(oracle.accept(points, values))
+        except StopIteration as done:
+            return done.value
+
+    def queries(self) -> Queries[RunResult]:
+        """The loop: yields each batch of points ``[B, n, d]``, to be sent their values (what
+        the problem's objective returns for them).  Drive it under ``torch.no_grad()``."""
+        optimizer, problem, oracle, state = self.optimizer, self.problem, self.oracle, \
+            self.state
+        x = self.x
+        # The loss and metrics of x_t are recorded AFTER step t, whose queries included f(x_t):
+        # a task can then serve them from what it just evaluated instead of evaluating again.
+        losses: list[torch.Tensor] = []
+        metrics: list[dict[str, torch.Tensor]] = []
+        queries: list[int] = []
+        step_seconds: list[float] = []
+        stop_reason = "steps"
+        start = time.perf_counter()
+        for t in range(self.steps):
+            if not oracle.can_afford(optimizer.queries_at(t) + self.final_query):
+                stop_reason = (f"query budget exhausted after {t} steps ({oracle.queries} of "
+                               f"{self.budget})")
+                break
+            tick = time.perf_counter()
+            before = oracle.queries
+            oracle.iteration = t
+            problem.next_iteration(t)
+            try:
+                out = yield from self._counted(optimizer.step(x, state, self.gen))
+            except BudgetExhausted as exc:  # an optimizer that spends more than it announced
+                stop_reason = str(exc)
+                break
+            losses.append(_reported(problem, x, out.fx))
+            self.best.update(x, losses[-1])
+            metrics.append(problem.metrics(x))
+            x = self.x = problem.project(out.x)
+            queries.append(oracle.queries - before)
+            step_seconds.append(time.perf_counter() - tick)
+            if self.callback is not None:
+                self.callback(t, out, state)
+            stop = self.on_step is not None and self.on_step(Progress(
+                t, x, losses[-1], self.best.x, self.best.loss, oracle.queries, out))
+            if stop:
+                stop_reason = stop if isinstance(stop, str) else \
+                    f"stopped by the callback after {t + 1} steps"
+                break
+        # the optimizer's answer: its last iterate, or the point it accepted (the scale-free
+        # ZO-LSTM's last iterate is a proposal it has not evaluated yet)
+        x = self.x = problem.project(optimizer.recommend(x, state))
+        final = problem.loss(x)
+        if final is None:
+            oracle.iteration = len(queries)
+            problem.next_iteration(len(queries))
+            final = yield from self._counted(_final(x))
+        losses.append(final)
+        self.best.update(x, final)
         metrics.append(problem.metrics(x))
-        x = problem.project(out.x)
-        queries.append(oracle.queries - before)
-        step_seconds.append(time.perf_counter() - tick)
-        if callback is not None:
-            callback(t, out, state)
-        stop = on_step is not None and on_step(Progress(t, x, losses[-1], best.x, best.loss,
-                                                        oracle.queries, out))
-        if stop:
-            stop_reason = stop if isinstance(stop, str) else \
-                f"stopped by the callback after {t + 1} steps"
-            break
-    # the optimizer's answer: its last iterate, or the point it accepted (the scale-free
-    # ZO-LSTM's last iterate is a proposal it has not evaluated yet)
-    x = problem.project(optimizer.recommend(x, state))
-    final = problem.loss(x)
-    if final is None:
-        oracle.iteration = len(queries)
-        problem.next_iteration(len(queries))
-        final = oracle(x[:, None, :])[:, 0]
-    losses.append(final)
-    best.update(x, final)
-    metrics.append(problem.metrics(x))
-    seconds = time.perf_counter() - start
-    stacked = {k: torch.stack([m[k] for m in metrics]) for k in metrics[0]} if metrics[0] else {}
-    return RunResult(
-        x=x, loss=torch.stack(losses), queries=queries, seconds=seconds,
-        step_seconds=step_seconds, steps=len(queries), stop_reason=stop_reason,
-        nqueries=oracle.queries, metrics=stacked, best_x=best.x, best_loss=best.loss,
-    )
+        seconds = time.perf_counter() - start
+        stacked = {k: torch.stack([m[k] for m in metrics]) for k in metrics[0]} \
+            if metrics[0] else {}
+        return RunResult(
+            x=x, loss=torch.stack(losses), queries=queries, seconds=seconds,
+            step_seconds=step_seconds, steps=len(queries), stop_reason=stop_reason,
+            nqueries=oracle.queries, metrics=stacked, best_x=self.best.x,
+            best_loss=self.best.loss,
+        )
+
+
+def run(optimizer: ZOOptimizer, problem: Problem, steps: int, **options: Any) -> RunResult:
+    """Run ``optimizer`` on ``problem`` for ``steps`` iterations (``options``: those of
+    :class:`Run`), every query answered by ``problem.objective`` under ``torch.no_grad()``
+    (evaluation: no graph through learned optimizers' state)."""
+    loop = Run(optimizer, problem, steps, **options)
+    with torch.no_grad():
+        return drive(loop.queries(), problem.objective)

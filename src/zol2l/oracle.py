@@ -114,6 +114,21 @@ class Oracle:
     # ------------------------------------------------------------------ evaluation
     def __call__(self, points: torch.Tensor) -> torch.Tensor:
         """Evaluate ``points[B, n, d]`` in one call of the objective; returns ``[B, n]``."""
+        self.admit(points)
+        if self.differentiable == "linearized":
+            values = self._linearized(points)
+        elif self.differentiable:
+            values = self.evaluate(points)
+        else:
+            with torch.no_grad():
+                values = self.evaluate(points).detach()
+        return self.accept(points, values)
+
+    def admit(self, points: torch.Tensor) -> None:
+        """Check ``points[B, n, d]`` before they are evaluated: their shape and dtype, and
+        that their ``n`` queries per problem fit in the budget (else
+        :class:`BudgetExhausted`, nothing counted).  The first half of :meth:`__call__`, for
+        a caller that evaluates the points itself (:class:`zol2l.loop.Run`)."""
         if not isinstance(points, torch.Tensor):
             raise TypeError(f"oracle points must be a torch.Tensor, got {type(points).__name__}")
         if points.dim() != 3 or points.shape[-1] != self.dim:
@@ -122,19 +137,20 @@ class Oracle:
             )
         if points.dtype != self.dtype:
             raise TypeError(f"oracle points have dtype {points.dtype}, expected {self.dtype}")
-        nprob, n, _ = points.shape
-        if not self.can_afford(n):
+        if not self.can_afford(points.shape[1]):
             raise BudgetExhausted(
                 f"query budget exhausted: {self.queries} of {self.budget} queries used, "
-                f"{n} more requested at iteration {self.iteration}"
+                f"{points.shape[1]} more requested at iteration {self.iteration}"
             )
-        if self.differentiable == "linearized":
-            values = self._linearized(points)
-        elif self.differentiable:
-            values = self.evaluate(points)
-        else:
-            with torch.no_grad():
-                values = self.evaluate(points).detach()
+
+    def accept(self, points: torch.Tensor, values: object) -> torch.Tensor:
+        """Count the queries of the admitted ``points[B, n, d]`` and return their ``values``
+        (what ``fun`` returned for them in ``"problems"`` mode) as a checked ``[B, n]`` tensor
+        (shape, finiteness per :attr:`nonfinite`).  The second half of :meth:`__call__`."""
+        nprob, n, _ = points.shape
+        if not isinstance(values, torch.Tensor) or values.dtype != self.dtype or \
+                values.device != points.device:
+            values = _as_tensor(values, self.dtype, points.device)
         self.queries += n
         self.calls += 1
         return self._check(values, nprob, n)
@@ -149,10 +165,8 @@ class Oracle:
             return _as_tensor(self.fun(points), self.dtype, points.device)
         flat = points.reshape(nprob * n, d)
         if self.mode == "batch":
-            out = _as_tensor(self.fun(flat), self.dtype, points.device)
-            if out.shape != (nprob * n,):
-                _bad_shape(out, (nprob * n,))
-            return out.reshape(nprob, n)
+            return batch_values(self.fun(flat), nprob * n, self.dtype,
+                                points.device).reshape(nprob, n)
         rows = flat.detach().cpu().numpy() if self.numpy_inputs else flat
         vals = [_scalar(self.fun(row), i) for i, row in enumerate(rows)]
         return torch.tensor(vals, dtype=self.dtype, device=points.device).reshape(nprob, n)
@@ -185,6 +199,16 @@ class Oracle:
             f"{self.iteration}, problem {bad[0]}, point index {bad[1]} of this batch of {n}; "
             "pass nonfinite='inf' to treat such values as +inf and reject those points"
         )
+
+
+def batch_values(out: object, count: int, dtype: torch.dtype,
+                 device: torch.device) -> torch.Tensor:
+    """A vectorized objective's output for ``count`` points as a ``[count]`` tensor (a
+    clear error for any other shape)."""
+    values = _as_tensor(out, dtype, device)
+    if values.shape != (count,):
+        _bad_shape(values, (count,))
+    return values
 
 
 def _as_tensor(out: object, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

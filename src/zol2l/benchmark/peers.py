@@ -27,8 +27,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from zol2l.estimators import Queries
 from zol2l.optimizers.base import State, StepOutput, ZOOptimizer
-from zol2l.oracle import Oracle
 
 
 class PeerUnavailableError(ImportError):
@@ -125,8 +125,8 @@ class CMAES(Peer):
                                                        {**opts, "seed": self.seed + 1 + i}))
         return PeerState(rows=strategies)
 
-    def step(self, oracle: Oracle, x: torch.Tensor, state: PeerState,  # type: ignore[override]
-             gen: torch.Generator) -> StepOutput:
+    def step(self, x: torch.Tensor, state: PeerState,  # type: ignore[override]
+             gen: torch.Generator) -> Queries[StepOutput]:
         strategies = state.rows
         # a strategy that met pycma's own termination criteria (converged, flat fitness)
         # is frozen at its mean: asked again, it would blow sigma up on a flat fitness
@@ -134,7 +134,7 @@ class CMAES(Peer):
         asked = [np.tile(es.mean, (self.popsize, 1)) if stop else np.asarray(es.ask())
                  for es, stop in zip(strategies, done, strict=True)]
         points = torch.as_tensor(np.stack(asked), dtype=x.dtype, device=x.device)
-        values = oracle(points)
+        values = yield points
         for es, cand, vals, stop in zip(strategies, asked, _told(values), done,
                                         strict=True):
             if not stop:
@@ -171,12 +171,12 @@ class NGOpt(Peer):
                                             num_workers=self.batch))
         return PeerState(rows=opts)
 
-    def step(self, oracle: Oracle, x: torch.Tensor, state: PeerState,  # type: ignore[override]
-             gen: torch.Generator) -> StepOutput:
+    def step(self, x: torch.Tensor, state: PeerState,  # type: ignore[override]
+             gen: torch.Generator) -> Queries[StepOutput]:
         opts = state.rows
         asked = [[o.ask() for _ in range(self.batch)] for o in opts]
         points = np.stack([np.stack([c.value for c in cands]) for cands in asked])
-        values = oracle(torch.as_tensor(points, dtype=x.dtype, device=x.device))
+        values = yield torch.as_tensor(points, dtype=x.dtype, device=x.device)
         for o, cands, vals in zip(opts, asked, _told(values), strict=True):
             for cand, val in zip(cands, vals, strict=True):
                 o.tell(cand, float(val))

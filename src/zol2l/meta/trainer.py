@@ -2,7 +2,7 @@
 
 Each *run* draws ``batch`` training instances (``TaskFamily.problem``: ``B`` rows) and runs
 the learned optimizer on them for ``steps`` (200) steps through the ONE loop of the codebase,
-:func:`zol2l.loop.advance` with ``detach=False`` and a differentiable
+:func:`zol2l.loop.advance` with a differentiable
 :class:`~zol2l.oracle.Oracle`; every ``unroll`` (20) steps the meta-loss of that truncation
 (:mod:`zol2l.meta.objective`, eq. 4 by default) is back-propagated, the meta-gradients are
 clamped elementwise to ``[-clip, clip]`` (the authors' code) and Adam takes a step; then the
@@ -232,7 +232,7 @@ class MetaTrainer:
         """Steps ``t0 .. t0 + n - 1`` with their graph; returns the truncation's meta-loss."""
         window = Window(x, [], [], [])
         for t in range(t0, t0 + n):
-            out = advance(opt, problem, oracle, window.x, state, gen, t, detach=False)
+            out = advance(opt, problem, oracle, window.x, state, gen, t)
             window.x = out.x
             if "std_pred" in out.extras:
                 window.std_preds.append(out.extras["std_pred"])

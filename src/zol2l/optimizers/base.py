@@ -1,9 +1,11 @@
 """Base class of every zeroth-order optimizer, hand-designed or learned.
 
-An optimizer sees the objective only through an :class:`~zol2l.oracle.Oracle`.  One call of
+An optimizer sees the objective only through the values it asks for.  One
 :meth:`ZOOptimizer.step` takes a batch of points ``x[B, d]`` (``B`` independent problems or
-trials advancing in lockstep), spends its queries, and returns the next points.  The one
-optimization loop that drives every optimizer is :func:`zol2l.loop.run`.
+trials advancing in lockstep), asks for the values of its query points (it is
+:data:`~zol2l.estimators.Queries`: it yields them and is sent their values, which the loop's
+:class:`~zol2l.oracle.Oracle` counted), and returns the next points.  The one optimization
+loop that drives every optimizer is :class:`zol2l.loop.Run`.
 
 Learning rates follow the paper's convention ``lr = delta / d`` (section 4) unless an absolute
 ``lr`` is given.
@@ -23,8 +25,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from zol2l.estimators import Estimate, check_mu, check_q, default_mu, gaussian
-from zol2l.oracle import Oracle
+from zol2l.estimators import Estimate, Queries, check_mu, check_q, default_mu, gaussian_queries
 
 
 def keywords(cls: type) -> list[str]:
@@ -197,28 +198,26 @@ class ZOOptimizer(ABC):
         return None
 
     def estimate(
-        self, oracle: Oracle, x: torch.Tensor, state: State, gen: torch.Generator,
+        self, x: torch.Tensor, state: State, gen: torch.Generator,
         extras: dict[str, torch.Tensor],
-    ) -> Estimate:
+    ) -> Queries[Estimate]:
         """The gradient estimate of step ``state.t``: eq. 1 with the directions given by
         :meth:`sampling_std` and :meth:`guide`, taken at ``stop_grad(x)`` (meta-training
         drops second-derivative terms)."""
-        return gaussian(oracle, x.detach(), self.q, self.smoothing(x.dtype), gen,
-                        std=self.sampling_std(x, state, gen, extras), guide=self.guide(state),
-                        guide_alpha=self.guide_alpha)
+        return gaussian_queries(x.detach(), self.q, self.smoothing(x.dtype), gen,
+                                std=self.sampling_std(x, state, gen, extras),
+                                guide=self.guide(state), guide_alpha=self.guide_alpha)
 
     @abstractmethod
     def update(self, x: torch.Tensor, grad: torch.Tensor, state: State) -> torch.Tensor:
         """The parameter update: returns the next points."""
 
-    def step(
-        self, oracle: Oracle, x: torch.Tensor, state: State, gen: torch.Generator
-    ) -> StepOutput:
-        """One iteration: estimate the gradient, then update.  Advances ``state.t`` and keeps
-        this step's estimate and update as ``prev_grad`` / ``prev_update`` (the inputs of
-        Guided ES and of the QueryRNN at the next step)."""
+    def step(self, x: torch.Tensor, state: State, gen: torch.Generator) -> Queries[StepOutput]:
+        """One iteration: estimate the gradient (its queries), then update.  Advances
+        ``state.t`` and keeps this step's estimate and update as ``prev_grad`` /
+        ``prev_update`` (the inputs of Guided ES and of the QueryRNN at the next step)."""
         extras: dict[str, torch.Tensor] = {}
-        est = self.estimate(oracle, x, state, gen, extras)
+        est = yield from self.estimate(x, state, gen, extras)
         x_new = self.update(x, est.grad, state)
         state.prev_grad, state.prev_update = est.grad.detach(), (x_new - x).detach()
         state.t += 1

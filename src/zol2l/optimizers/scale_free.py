@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from zol2l.estimators import gaussian
+from zol2l.estimators import Queries, gaussian_queries
 from zol2l.learned.rnn import mix_and_normalize
 from zol2l.learned.scalefree import (
     ScaleFreeState,
@@ -25,14 +25,13 @@ from zol2l.learned.scalefree import (
     observe,
 )
 from zol2l.optimizers.base import StepOutput
-from zol2l.oracle import Oracle
 
 if TYPE_CHECKING:
     from zol2l.optimizers.zo_lstm import LearnedState, LearnedZO
 
 
-def scale_free_step(opt: LearnedZO, oracle: Oracle, x: torch.Tensor, state: LearnedState,
-                    gen: torch.Generator) -> StepOutput:
+def scale_free_step(opt: LearnedZO, x: torch.Tensor, state: LearnedState,
+                    gen: torch.Generator) -> Queries[StepOutput]:
     """One scale-free step of ``opt`` from ``x[B, d]`` (its own state kept in
     ``state.scale_free``)."""
     rnn = opt.update_rnn
@@ -51,8 +50,8 @@ def scale_free_step(opt: LearnedZO, oracle: Oracle, x: torch.Tensor, state: Lear
     guide = opt.guide(state) if opt.sampling == "guided" else None
     mu = sf.mu(const)
     again = torch.stack([x.detach(), sf.x_base.detach()], dim=1)  # f(x) again, accepted point
-    est = gaussian(oracle, x.detach(), opt.q, mu, gen, std=std, guide=guide,
-                   guide_alpha=opt.guide_alpha, extra=again)
+    est = yield from gaussian_queries(x.detach(), opt.q, mu, gen, std=std, guide=guide,
+                                      guide_alpha=opt.guide_alpha, extra=again)
     assert est.values is not None
     fx, grad = est.fx, est.grad
     diffs = est.values[:, 1 : opt.q + 1] - fx[:, None]

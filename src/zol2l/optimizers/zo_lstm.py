@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from zol2l.estimators import Queries
 from zol2l.learned.checkpoint import CheckpointError, load_checkpoint
 from zol2l.learned.rnn import Hidden, QueryRNN, UpdateRNN, mix_and_normalize
 from zol2l.learned.scalefree import ScaleFreeState, ScaleFreeUpdateRNN
@@ -41,7 +42,6 @@ from zol2l.optimizers.base import State, StepOutput, ZOOptimizer
 from zol2l.optimizers.registry import register
 from zol2l.optimizers.scale_free import scale_free_step
 from zol2l.optimizers.zo_guided_es import GuidedSampling
-from zol2l.oracle import Oracle
 
 #: the default weights: the general (scale-free) optimizer, meta-trained on a mixture of
 #: task families (:mod:`zol2l.tasks.mixture`), for objectives no task-specific file fits
@@ -175,11 +175,11 @@ class LearnedZO(ZOOptimizer):
         :mod:`zol2l.optimizers.scale_free`)."""
         return self.q + (3 if self.scale_free else 1)
 
-    def step(self, oracle: Oracle, x: torch.Tensor, state: LearnedState,  # type: ignore[override]
-             gen: torch.Generator) -> StepOutput:
+    def step(self, x: torch.Tensor, state: LearnedState,  # type: ignore[override]
+             gen: torch.Generator) -> Queries[StepOutput]:
         if self.scale_free:
-            return scale_free_step(self, oracle, x, state, gen)
-        return super().step(oracle, x, state, gen)
+            return scale_free_step(self, x, state, gen)
+        return super().step(x, state, gen)
 
     def sampling_std(self, x: torch.Tensor, state: LearnedState,  # type: ignore[override]
                      gen: torch.Generator, extras: dict[str, torch.Tensor]

@@ -19,10 +19,15 @@ from typing import Any
 
 import torch
 
-from zol2l.estimators import Estimate, directional_average, gaussian, sample_directions
+from zol2l.estimators import (
+    Estimate,
+    Queries,
+    directional_average,
+    gaussian_queries,
+    sample_directions,
+)
 from zol2l.optimizers.base import State, ZOOptimizer
 from zol2l.optimizers.registry import register
-from zol2l.oracle import Oracle
 
 
 @dataclass(kw_only=True)
@@ -54,12 +59,12 @@ class ZOSZVRG(ZOOptimizer):
         return self.q0 + 1 if t % self.epoch == 0 else 2 * (self.q + 1)
 
     def estimate(
-        self, oracle: Oracle, x: torch.Tensor, state: SZVRGState, gen: torch.Generator,  # type: ignore[override]
+        self, x: torch.Tensor, state: SZVRGState, gen: torch.Generator,  # type: ignore[override]
         extras: dict[str, torch.Tensor],
-    ) -> Estimate:
+    ) -> Queries[Estimate]:
         mu = self.smoothing(x.dtype)
         if state.t % self.epoch == 0:
-            snap = gaussian(oracle, x, self.q0, mu, gen)
+            snap = yield from gaussian_queries(x, self.q0, mu, gen)
             state.snapshot, state.snapshot_grad = x.clone(), snap.grad
             return snap
         nprob, d = x.shape
@@ -69,7 +74,7 @@ class ZOSZVRG(ZOOptimizer):
         points = torch.cat(
             [x[:, None], x[:, None] + mu * u, snap[:, None], snap[:, None] + mu * u], dim=1
         )
-        values = oracle(points)
+        values = yield points
         here, there = values[:, : self.q + 1], values[:, self.q + 1 :]
         g_here = directional_average((here[:, 1:] - here[:, :1]) / mu, u)
         g_there = directional_average((there[:, 1:] - there[:, :1]) / mu, u)
