@@ -2,6 +2,7 @@
 
 Usage: python bench/bench_overhead.py [--steps 300] [--out bench/results/overhead.json]
        python bench/bench_overhead.py --asktell [--out bench/results/asktell_overhead.json]
+       python bench/bench_overhead.py --parts [--out bench/results/asktell_parts.json]
 
 The objective is a cheap batched sum of squares; its own time is measured inside the oracle
 call and subtracted.  Reported for d = 100, 784, 3072 with q = 20, one problem (B = 1).
@@ -10,6 +11,10 @@ call and subtracted.  Reported for d = 100, 784, 3072 with q = 20, one problem (
 runs (same vectorized objective, evaluated by the caller for AskTell): the extra CPU time
 per step of AskTell, relative to minimize's own per-step overhead (its CPU time minus the
 objective's): the median paired difference over 40 back-to-back pairs, one torch thread.
+
+``--parts`` times, in microseconds per call (one torch thread), the pieces AskTell's design
+chose between: a ``torch.no_grad()`` context, the direct grad-mode switch AskTell makes, and
+one tensor view of a step's points (``x[0]``; ``minimize``'s path reshapes twice per step).
 """
 
 from __future__ import annotations
@@ -118,6 +123,37 @@ def main_asktell(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
+def main_parts(args: argparse.Namespace) -> None:
+    """Microseconds per call of the pieces of a step's hand-over (median of 5 x 100,000)."""
+    import timeit
+
+    torch.set_num_threads(1)
+    points = torch.ones(1, 21, 100, dtype=torch.float64)
+    enabled, set_grad = torch.is_grad_enabled, torch._C._set_grad_enabled
+
+    def context() -> None:
+        with torch.no_grad():
+            pass
+
+    def direct() -> None:
+        mode = enabled()
+        set_grad(False)
+        set_grad(mode)
+
+    pieces = {"no_grad_context_us": context, "direct_grad_switch_us": direct,
+              "tensor_view_us": lambda: points[0]}
+    table = {}
+    for key, fn in pieces.items():
+        runs = sorted(timeit.repeat(fn, number=100_000, repeat=5))
+        table[key] = runs[2] / 100_000 * 1e6
+        print(f"{key:>24}: {table[key]:.2f} us")
+    payload = {"machine": platform.processor() or platform.machine(), "threads":
+               torch.get_num_threads(), "results": table}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
@@ -125,7 +161,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--asktell", action="store_true",
                         help="compare AskTell with minimize instead")
+    parser.add_argument("--parts", action="store_true",
+                        help="time the pieces of AskTell's hand-over instead")
     args = parser.parse_args()
+    if args.parts:
+        args.out = args.out or Path("bench/results/asktell_parts.json")
+        main_parts(args)
+        return
     if args.asktell:
         args.out = args.out or Path("bench/results/asktell_overhead.json")
         main_asktell(args)
