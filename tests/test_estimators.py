@@ -11,7 +11,10 @@ from zol2l.estimators import (
     CoordinatewiseFn,
     coordinatewise,
     default_mu,
+    drive,
     gaussian,
+    orthogonal_directions,
+    orthogonal_queries,
     sample_directions,
     zo_value,
 )
@@ -156,3 +159,35 @@ def test_default_mu_per_dtype() -> None:
     assert default_mu(torch.float32) > default_mu(torch.float64)
     with pytest.raises(TypeError):
         default_mu(torch.int64)
+
+
+def test_orthogonal_directions_are_whole_blocks_of_norm_sqrt_d() -> None:
+    u = orthogonal_directions(3, 11, 4, torch.Generator().manual_seed(0), torch.float64)
+    assert u.shape == (3, 11, 4)
+    torch.testing.assert_close(u.norm(dim=2), torch.full((3, 11), 2.0, dtype=torch.float64))
+    for start in (0, 4):  # two whole blocks, then a partial one
+        block = u[:, start : start + 4]
+        gram = block @ block.transpose(1, 2)
+        torch.testing.assert_close(gram, 4.0 * torch.eye(4, dtype=torch.float64).expand(3, -1, -1))
+
+
+def test_orthogonal_central_estimate_is_the_gradient_in_the_basis_on_quadratics() -> None:
+    """Whole blocks of central differences: exactly ``A^T grad f`` whatever ``mu``."""
+    g = torch.Generator().manual_seed(1)
+    d = 5
+    m = torch.randn(d, d, generator=g, dtype=torch.float64)
+    hess = m @ m.T + torch.eye(d, dtype=torch.float64)
+    basis = torch.randn(2, d, d, generator=g, dtype=torch.float64)
+    x = torch.randn(2, d, generator=g, dtype=torch.float64, requires_grad=True)
+
+    def f(p: torch.Tensor) -> torch.Tensor:
+        return 0.5 * torch.einsum("...i,ij,...j->...", p, hess, p) + p.sum(-1)
+
+    grad = torch.autograd.grad(f(x).sum(), x)[0]
+    oracle = Oracle(f, d, mode="problems", dtype=torch.float64)
+    mu = torch.tensor([0.3, 2.0], dtype=torch.float64)
+    est = drive(orthogonal_queries(x.detach(), 2 * d, mu, g, basis,
+                                   extra=x.detach()[:, None]), oracle)
+    torch.testing.assert_close(est.grad, torch.einsum("bji,bj->bi", basis, grad))
+    assert (oracle.calls, oracle.queries) == (1, 4 * d + 2)
+    torch.testing.assert_close(est.values[:, -1], est.fx)

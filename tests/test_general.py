@@ -16,6 +16,7 @@ from zol2l.loop import run
 from zol2l.optimizers import make
 from zol2l.tasks import make_task
 from zol2l.tasks.analytic import FUNCTIONS, AnalyticProblem, make_transform, stack_transforms
+from zol2l.tasks.base import Problem
 from zol2l.tasks.bbob import BBOB_FUNCTIONS
 from zol2l.tasks.mixture import GENERAL_MEMBERS
 
@@ -205,3 +206,79 @@ def test_scale_free_meta_training_with_es_runs_and_reloads(tmp_path) -> None:
     problem = make_task("rotated-quadratic", dim=8).problem([0, 1], seed=0)
     result = run(opt, problem, 20, seed=0)
     assert result.queries == [7] * 20 and bool(torch.isfinite(result.loss).all())
+
+
+class FlatNoisy(Problem):
+    """``f(x) = 1 + 0.01 e`` with fresh Gaussian noise ``e`` on every query: no signal."""
+
+    reports_loss = True
+
+    def __init__(self, dim: int = 20) -> None:
+        self.x0 = torch.zeros(1, dim, dtype=torch.float64)
+        self.ids, self.trials = [0], [0]
+        self.gen = torch.Generator().manual_seed(5)
+
+    def objective(self, points: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn(points.shape[:2], generator=self.gen, dtype=torch.float64)
+        return 1.0 + 0.01 * noise
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ones(x.shape[0], dtype=torch.float64)
+
+
+def _sigmas(constants: SchemeConstants, problem: Problem, steps: int) -> list[float]:
+    opt = make("zo-lstm-no-query", checkpoint=None,
+               update_rnn=ScaleFreeUpdateRNN(constants=constants), q=10)
+    out: list[float] = []
+    run(opt, problem, steps, seed=0,
+        callback=lambda t, step, state: out.append(float(step.extras["sigma"][0])))
+    return out
+
+
+def test_comparisons_inside_the_noise_leave_the_step_size_alone() -> None:
+    """On pure noise every success is a coin flip: the success rule (target 0.7) would
+    shrink ``sigma`` by ``0.1 (0.5 - 0.7)`` per step; gated by the measured noise it holds."""
+    gated = _sigmas(SchemeConstants(), FlatNoisy(), 300)
+    assert 0.1 < gated[-1] / gated[0] < 10.0
+    ungated = _sigmas(SchemeConstants(noise_gate=0.0, mu_max=1.0), FlatNoisy(), 300)
+    assert ungated[-1] / ungated[0] < 0.05  # what the gate prevents (e^-6 expected)
+
+
+def test_step_size_does_not_collapse_on_a_noisy_quadratic() -> None:
+    problem = make_task("rotated-quadratic", dim=50, noise=1e-3).problem([0], seed=3)
+    sigmas = _sigmas(SchemeConstants(), problem, 800)
+    assert sigmas[-1] > 1e-3 * sigmas[0]
+    result = run(make("zo-lstm", q=10), problem, 800, seed=0)
+    assert float(result.loss[-1, 0] / result.loss[0, 0]) < 1e-2
+
+
+def _rotated_quadratic(dim: int = 8, cond: float = 1e4) -> AnalyticProblem:
+    gen = torch.Generator().manual_seed(2)
+    curv = cond ** torch.linspace(0, 1, dim, dtype=torch.float64)
+    parts = [make_transform(dim, gen, xscale=2.0, fscale=0.1, extra=curv) for _ in range(2)]
+    return AnalyticProblem("quadratic", stack_transforms(parts),
+                           torch.zeros(2, dim, dtype=torch.float64), [0, 1], [0, 0])
+
+
+def test_quasi_newton_metric_solves_a_rotated_ill_conditioned_quadratic() -> None:
+    """2 d <= q: central differences on orthogonal blocks and BFGS secants; without the
+    metric (metric_gate = 0) the diagonal normalization cannot undo the rotation."""
+    def final(constants: SchemeConstants) -> torch.Tensor:
+        opt = make("zo-lstm-no-query", checkpoint=None,
+                   update_rnn=ScaleFreeUpdateRNN(constants=constants), q=16)
+        result = run(opt, _rotated_quadratic(), 300, seed=0)
+        return result.loss[-1] / result.loss[0]
+
+    with_metric, diagonal = final(SchemeConstants()), final(SchemeConstants(metric_gate=0.0))
+    assert bool((with_metric < 1e-20).all()), with_metric
+    assert bool((diagonal > 1e-4).all()), diagonal
+
+
+def test_quasi_newton_mode_spends_q_plus_3_and_is_scale_free() -> None:
+    base = _rosenbrock(dim=4)
+    ref = run(make("zo-lstm", q=9), base, 60, seed=3)  # odd q: f(x) queried a third time
+    assert ref.queries == [12] * 60
+    for a, b in ((1e-3, 0.0), (1e3, -3.0)):
+        moved = run(make("zo-lstm", q=9), Scaled(_rosenbrock(dim=4), a, b), 60, seed=3)
+        torch.testing.assert_close(moved.x, ref.x, rtol=1e-6, atol=1e-8)
+    assert float((ref.loss[-1] / ref.loss[0]).max()) < 1e-2

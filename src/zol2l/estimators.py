@@ -13,6 +13,9 @@
   ``z``.  ``antithetic=True`` gives the
   central variant ``[f(x + mu u) - f(x - mu u)] / (2 mu) u`` (``2q + 1`` queries, ``f(x)`` is
   still returned).
+* :func:`orthogonal_queries`: central differences along rows of random orthogonal matrices
+  in an adapted basis (the scale-free ZO-LSTM's quasi-Newton mode: exact on quadratics when
+  the directions form whole blocks).
 * :func:`coordinatewise`: the deterministic central difference of eq. 5,
   ``sum_i [f(x + mu e_i) - f(x - mu e_i)] / (2 mu) e_i`` (``2d`` queries, plus ``f(x)``), and
   :class:`CoordinatewiseFn`, the same as a ``torch.autograd.Function`` so that a loss known only
@@ -224,6 +227,64 @@ def gaussian_queries(
     else:
         diffs = (values[:, 1 : q + 1] - fx[:, None]) / mu_d
     return Estimate(directional_average(diffs, u), fx, values.shape[1], values)
+
+
+def orthogonal_directions(nprob: int, n: int, d: int, generator: torch.Generator,
+                          dtype: torch.dtype, device: torch.device | str = "cpu"
+                          ) -> torch.Tensor:
+    """``[B, n, d]`` directions of norm ``sqrt(d)``: the rows of random orthogonal matrices,
+    one block of ``d`` after another (``E[u u^T] = I`` as for Gaussian directions; a full
+    block spans every coordinate exactly once)."""
+    blocks = []
+    for start in range(0, n, d):
+        q, r = torch.linalg.qr(gaussian_noise((nprob, d, d), generator, dtype, device))
+        q = q * torch.sign(r.diagonal(dim1=1, dim2=2))[:, None, :]  # Haar-distributed
+        blocks.append(q.transpose(1, 2)[:, : min(d, n - start)])
+    return torch.cat(blocks, dim=1) * math.sqrt(d)
+
+
+def orthogonal_queries(
+    x: torch.Tensor,
+    pairs: int,
+    mu: torch.Tensor,
+    generator: torch.Generator,
+    basis: torch.Tensor,
+    *,
+    std: torch.Tensor | None = None,
+    extra: torch.Tensor | None = None,
+) -> Queries[Estimate]:
+    """Eq. 1 with central differences along orthogonal directions in the coordinates ``y``
+    of ``x + A y``, as :data:`Queries` (``2 pairs + 1`` points, then ``extra``, in one call).
+
+    The points are ``x +- mu A u`` with ``u`` from :func:`orthogonal_directions` (scaled by
+    ``std`` when given) and the estimate is of ``A^T grad f``, the gradient in ``y``.  When
+    ``pairs`` is a multiple of ``d`` it is exact on quadratics whatever ``mu`` (every
+    coordinate of ``y`` is differenced once per block and the curvature cancels): the
+    scale-free ZO-LSTM's quasi-Newton metric (:mod:`zol2l.learned.metric`) takes secants of
+    it.
+
+    Args:
+        x: ``[B, d]`` current points.
+        pairs: number of directions (each queried at ``+mu`` and ``-mu``).
+        mu: ``[B]`` smoothing per problem.
+        generator: source of the directions.
+        basis: ``[B, d, d]`` the matrix ``A`` of each problem.
+        std: ``[B, d]`` per-coordinate scale of the directions (the QueryRNN's).
+        extra: ``[B, k, d]`` further points queried in the same call.
+    """
+    pairs = check_q(pairs)
+    nprob, d = x.shape
+    u = orthogonal_directions(nprob, pairs, d, generator, x.dtype, x.device)
+    if std is not None:
+        u = u * std[:, None, :]
+    step = torch.einsum("bij,bqj->bqi", basis.to(x.dtype), u) * mu.to(x.dtype)[:, None, None]
+    parts = [x[:, None, :], x[:, None, :] + step, x[:, None, :] - step]
+    if extra is not None:
+        parts.append(extra.to(x.dtype))
+    values = yield torch.cat(parts, dim=1)
+    diffs = (values[:, 1 : pairs + 1] - values[:, pairs + 1 : 2 * pairs + 1]) / (
+        2.0 * mu.to(x.dtype)[:, None])
+    return Estimate(directional_average(diffs, u), values[:, 0], values.shape[1], values)
 
 
 def gaussian(oracle: Oracle, x: torch.Tensor, q: int, mu: float | torch.Tensor,

@@ -22,10 +22,18 @@ changes what the networks see and what they emit:
   ``log sigma`` grows by ``c (1 - p)`` after a success and shrinks by ``c p`` after a
   failure (equilibrium at success rate ``p``), and a failed step is taken back: the next step
   starts from the last accepted point (``x_base``), so on a deterministic objective the
-  accepted values never increase;
+  accepted values never increase.  Under evaluation noise a comparison counts only when the
+  change exceeds ``noise_gate`` standard deviations of a difference of two evaluations
+  (measured from the repeated ``f(x)``): on pure noise every success is a coin flip, and
+  the rule would otherwise shrink ``sigma`` by ``c (p - 1/2)`` per step until it vanished;
 * **smoothing** ``mu_t = k_mu sigma_t``: tied to the step size instead of a fixed 1e-8, so
-  that it follows the parameters' scale and stays above the evaluation noise while the
-  steps are large;
+  that it follows the parameters' scale; while the measured noise is not small against the
+  finite differences ``mu`` grows, up to ``mu_max sigma`` (a smoothing wider than the step:
+  the estimate stays above the noise when the steps must be small);
+* **quasi-Newton metric** when ``2 d <= q`` (:mod:`zol2l.learned.metric`): central
+  differences along whole blocks of orthogonal directions in the coordinates of a basis
+  ``A`` learned by BFGS secants, so that the networks work where the problem looks
+  well-conditioned (frozen while the noise exceeds ``metric_gate``);
 * **QueryRNN** inputs: the previous normalized estimate and the previous step divided by
   ``sigma`` (both O(1) whatever the scales).
 
@@ -43,6 +51,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from zol2l.learned.metric import Metric
 from zol2l.learned.rnn import CoordinateLSTM, Hidden, RNNConfig
 
 
@@ -64,6 +73,11 @@ class SchemeConstants:
         noise_ratio: ``mu`` grows while the estimated noise exceeds this fraction of the
             finite differences' RMS, else shrinks back.
         mu_adapt: log-change of ``mu_factor`` per step.
+        noise_gate: a success or failure moves ``sigma`` only when the change exceeds this
+            many standard deviations of a difference of two evaluations (0: always).
+        mu_max: the largest ``mu / sigma`` the noise can drive ``mu`` to.
+        metric_gate: the quasi-Newton metric (``2 d <= q``) takes a secant while the noise
+            is below this fraction of the finite differences' RMS (0: no metric).
     """
 
     beta1: float = 0.5
@@ -78,6 +92,9 @@ class SchemeConstants:
     path_weight: float = 1.0
     noise_ratio: float = 0.2
     mu_adapt: float = 0.2
+    noise_gate: float = 2.0
+    mu_max: float = 10.0
+    metric_gate: float = 1e-3
 
     def to_dict(self) -> dict[str, float]:
         """JSON-serializable form."""
@@ -135,8 +152,10 @@ class ScaleFreeState:
             QueryRNN's inputs).
         path: ``[B, d]`` cumulative path of the normalized estimates.
         noise_sq: ``[B]`` estimated evaluation-noise variance.
+        noise_rel: ``[B]`` its standard deviation over the last finite differences' RMS.
         log_mu_factor: ``[B]`` log of ``mu / (k_mu sigma)`` (at least 0).
         update_hidden, query_hidden: the LSTMs' states.
+        metric: the quasi-Newton metric (``2 d <= q`` only).
         t: steps taken.
     """
 
@@ -151,28 +170,33 @@ class ScaleFreeState:
     prev_step: torch.Tensor
     path: torch.Tensor
     noise_sq: torch.Tensor
+    noise_rel: torch.Tensor
     log_mu_factor: torch.Tensor
     update_hidden: Hidden | None = None
     query_hidden: Hidden | None = None
+    metric: Metric | None = None
     t: int = 0
 
     tensors: ClassVar[tuple[str, ...]] = ("log_sigma", "v", "m", "x_base", "f_base", "df_sq",
                                           "success", "prev_n", "prev_step", "path", "noise_sq",
-                                          "log_mu_factor")
+                                          "noise_rel", "log_mu_factor")
 
     @classmethod
-    def initial(cls, x: torch.Tensor, constants: SchemeConstants, scale: float = 1.0
-                ) -> ScaleFreeState:
-        """The state at ``x[B, d]``: ``sigma_0 = scale * sigma0 * max(rms(x), 1)``."""
+    def initial(cls, x: torch.Tensor, constants: SchemeConstants, scale: float = 1.0,
+                q: int = 0) -> ScaleFreeState:
+        """The state at ``x[B, d]``: ``sigma_0 = scale * sigma0 * max(rms(x), 1)``; with the
+        quasi-Newton metric when ``2 d <= q`` and ``metric_gate > 0``."""
         rms = x.detach().square().mean(dim=1).sqrt().clamp_min(1.0)
         zeros = torch.zeros_like(x)
         row = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        quasi_newton = constants.metric_gate > 0 and 2 * x.shape[1] <= q
         return cls(
+            metric=Metric.initial(x.detach()) if quasi_newton else None,
             log_sigma=(rms * constants.sigma0 * scale).log(), v=zeros.clone(), m=zeros.clone(),
             x_base=x.detach().clone(), f_base=torch.full_like(row, math.nan),
             df_sq=row.clone(), success=torch.full_like(row, constants.success_target),
             prev_n=zeros.clone(), prev_step=zeros.clone(), path=zeros.clone(),
-            noise_sq=row.clone(), log_mu_factor=row.clone(),
+            noise_sq=row.clone(), noise_rel=row.clone(), log_mu_factor=row.clone(),
         )
 
     def detach(self) -> None:
@@ -203,8 +227,10 @@ def observe(state: ScaleFreeState, fx: torch.Tensor, f_again: torch.Tensor,
     accepted point queried again): ``fx - f_base`` decides the success of the last step, free
     of a minibatch's noise (the call shares one minibatch); ``fx - f_again`` measures the
     evaluation noise ``sigma_noise``.  When that noise is not small against the step's finite
-    differences ``diffs`` (``[B, q]``), ``mu`` grows (``mu_factor``, up to ``mu = sigma``),
-    else it shrinks back to ``k_mu sigma``.  Updates ``sigma`` by the success rule and returns
+    differences ``diffs`` (``[B, q]``), ``mu`` grows (``mu_factor``, up to ``mu_max sigma``),
+    else it shrinks back to ``k_mu sigma``.  Updates ``sigma`` by the success rule (gated by
+    the noise: a change within ``noise_gate`` standard deviations moves neither ``sigma`` nor
+    the success rate, and the step is taken back as any non-improving one) and returns
     ``(x_base, r_t, accepted)``: the point the step starts from (``x_t`` after a success, the
     last accepted point after a failure), the squashed relative change, and whether the last
     step was accepted.
@@ -220,9 +246,10 @@ def observe(state: ScaleFreeState, fx: torch.Tensor, f_again: torch.Tensor,
                                  0.9 * state.noise_sq + 0.05 * repeat.square())
     spread = diffs.detach().square().mean(dim=1).sqrt()
     ratio = state.noise_sq.sqrt() / spread.clamp_min(torch.finfo(fx.dtype).tiny)
+    state.noise_rel = ratio.detach()
     grow = torch.where(ratio > constants.noise_ratio, 1.0, -1.0).to(fx.dtype)
     state.log_mu_factor = (state.log_mu_factor + constants.mu_adapt * grow).clamp(
-        0.0, math.log(1.0 / constants.mu_ratio))
+        0.0, math.log(constants.mu_max / constants.mu_ratio))
     finite = torch.isfinite(change)
     sq = torch.where(finite, change.square(), state.df_sq)
     state.df_sq = torch.where(state.df_sq > 0, 0.9 * state.df_sq + 0.1 * sq, sq)
@@ -230,8 +257,11 @@ def observe(state: ScaleFreeState, fx: torch.Tensor, f_again: torch.Tensor,
     r = torch.tanh(torch.where(finite, change / scale, torch.ones_like(change)))
     won = success.to(fx.dtype)
     c, p = constants.rate, constants.success_target
-    state.log_sigma = state.log_sigma + torch.where(first, torch.zeros_like(won), c * (won - p))
-    state.success = torch.where(first, state.success, 0.8 * state.success + 0.2 * won)
+    informative = change.abs() > constants.noise_gate * (2.0 * state.noise_sq).sqrt()
+    move = torch.where(first | ~informative, torch.zeros_like(won), c * (won - p))
+    state.log_sigma = state.log_sigma + move
+    state.success = torch.where(first | ~informative, state.success,
+                                0.8 * state.success + 0.2 * won)
     accepted = success | first
     x_base = torch.where(accepted[:, None], x, state.x_base)
     state.f_base = torch.where(accepted, fx, f_base)

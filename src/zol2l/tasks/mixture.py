@@ -45,6 +45,9 @@ def _members() -> tuple[Member, ...]:
         out.append(Member("rotated-quadratic", {"dim": dim}, 1.0, q))
     for dim in (30, 100):
         out.append(Member("rotated-quadratic", {"dim": dim, "noise": 1e-2}, 0.5, 10))
+    # 2 d <= q: the quasi-Newton mode of the scale-free scheme (zol2l.learned.metric)
+    out.append(Member("rotated-quadratic", {"dim": 10}, 1.0, 20))
+    out.append(Member("rotated-quadratic", {"dim": 5, "noise": 1e-2}, 0.5, 12))
     out.append(Member("regression", {"kind": "least-squares", "dim": 50}, 0.5, 10))
     out.append(Member("regression", {"kind": "least-squares", "dim": 100, "batch": 32},
                       0.5, 20))
