@@ -10,8 +10,8 @@ Usage:
 Each variant is a set of overrides of :class:`~zol2l.learned.scalefree.SchemeConstants` for
 the untrained scheme (zero head: the hand-designed part alone); ``"checkpoint"`` as a
 variant runs ``pretrained:general`` itself.  Score of a problem: mean over the instances
-(training ids) of ``log10(final loss / initial loss)``, the noiseless loss (lower is
-better).
+(training ids) of ``log10(final loss / initial loss)``, the noiseless loss, floored at
+1e-300 as ``zol2l benchmark`` does (lower is better).
 """
 
 from __future__ import annotations
@@ -33,13 +33,15 @@ from zol2l.tasks import make_task
 #: (dimension, relative noise, budget in multiples of d)
 NOISY = ((10, 1e-3, 100), (10, 1e-3, 1000), (100, 1e-3, 100), (100, 1e-3, 1000),
          (1000, 1e-3, 100), (100, 1e-2, 100))
+#: relative values are floored here (a run that reaches f = 0 exactly scores -300)
+FLOOR = 1e-300
 DETERMINISTIC = ((10, 0.0, 100), (10, 0.0, 1000), (100, 0.0, 100), (100, 0.0, 1000),
                  (1000, 0.0, 100))
 
 
 def score(optimizer: Any, problem: Any, budget: int) -> float:
     result = run(optimizer, problem, 10**9, seed=0, nonfinite="inf", budget=budget)
-    return float((result.loss[-1] / result.loss[0]).log10().mean())
+    return float((result.loss[-1] / result.loss[0]).clamp_min(FLOOR).log10().mean())
 
 
 def subject(variant: dict[str, Any] | str) -> Any:
