@@ -282,3 +282,25 @@ def test_quasi_newton_mode_spends_q_plus_3_and_is_scale_free() -> None:
         moved = run(make("zo-lstm", q=9), Scaled(_rosenbrock(dim=4), a, b), 60, seed=3)
         torch.testing.assert_close(moved.x, ref.x, rtol=1e-6, atol=1e-8)
     assert float((ref.loss[-1] / ref.loss[0]).max()) < 1e-2
+
+
+class NoisyBowlPlateau(FlatNoisy):
+    """``1 + 1e-6 |x|^2`` under noise 0.01: every comparison is noise, and every move away
+    from the start at 0 is truly worse."""
+
+    def objective(self, points: torch.Tensor) -> torch.Tensor:
+        return super().objective(points) + 1e-6 * points.square().sum(dim=2)
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        return 1.0 + 1e-6 * x.square().sum(dim=1)
+
+
+def test_a_run_whose_accepted_point_never_beat_the_start_beyond_the_noise_ends_there() -> None:
+    for q in (10, 40):  # the diagonal and the quasi-Newton mode
+        states: list = []
+        result = run(make("zo-lstm", q=q), NoisyBowlPlateau(), 200, seed=1,
+                     callback=lambda t, out, state, kept=states: kept.append(state))
+        sf = states[-1].scale_free
+        assert not torch.equal(sf.x_base, sf.x_start)  # noise moved the accepted point
+        torch.testing.assert_close(result.x, torch.zeros(1, 20, dtype=torch.float64))
+        assert float(result.loss[-1, 0]) == 1.0

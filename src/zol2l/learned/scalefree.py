@@ -156,6 +156,7 @@ class ScaleFreeState:
         log_mu_factor: ``[B]`` log of ``mu / (k_mu sigma)`` (at least 0).
         update_hidden, query_hidden: the LSTMs' states.
         metric: the quasi-Newton metric (``2 d <= q`` only).
+        x_start, f_start: ``[B, d]`` the start and ``[B]`` its first queried value.
         t: steps taken.
     """
 
@@ -175,6 +176,8 @@ class ScaleFreeState:
     update_hidden: Hidden | None = None
     query_hidden: Hidden | None = None
     metric: Metric | None = None
+    x_start: torch.Tensor | None = None
+    f_start: torch.Tensor | None = None
     t: int = 0
 
     tensors: ClassVar[tuple[str, ...]] = ("log_sigma", "v", "m", "x_base", "f_base", "df_sq",
@@ -192,6 +195,7 @@ class ScaleFreeState:
         quasi_newton = constants.metric_gate > 0 and 2 * x.shape[1] <= q
         return cls(
             metric=Metric.initial(x.detach()) if quasi_newton else None,
+            x_start=x.detach().clone(), f_start=torch.full_like(row, math.nan),
             log_sigma=(rms * constants.sigma0 * scale).log(), v=zeros.clone(), m=zeros.clone(),
             x_base=x.detach().clone(), f_base=torch.full_like(row, math.nan),
             df_sq=row.clone(), success=torch.full_like(row, constants.success_target),
@@ -207,6 +211,17 @@ class ScaleFreeState:
             hidden = getattr(self, name)
             if hidden is not None:
                 setattr(self, name, tuple(h.detach() for h in hidden))
+
+    def answer(self, constants: SchemeConstants) -> torch.Tensor:
+        """``[B, d]`` the run's answer: the last accepted point, unless its value never
+        measurably beat the start's (by more than ``noise_gate`` standard deviations of a
+        difference of two evaluations), then the start.  Under evaluation noise a step on a
+        plateau is accepted whenever its noisy value happens to be lower, so the accepted
+        point can be truly worse than ``x_0``; such a run ends where it began."""
+        assert self.x_start is not None and self.f_start is not None
+        margin = constants.noise_gate * (2.0 * self.noise_sq).sqrt()
+        better = (self.f_start - self.f_base) > margin
+        return torch.where(better[:, None], self.x_base, self.x_start).detach()
 
     @property
     def sigma(self) -> torch.Tensor:
@@ -237,6 +252,8 @@ def observe(state: ScaleFreeState, fx: torch.Tensor, f_again: torch.Tensor,
     """
     fx, f_again, f_base = fx.detach(), f_again.detach(), f_base.detach()
     first = torch.isnan(state.f_base)
+    if state.f_start is not None:
+        state.f_start = torch.where(first, fx, state.f_start)
     change = fx - f_base
     change = torch.where(torch.isfinite(change), change, torch.full_like(change, math.inf))
     success = change < 0

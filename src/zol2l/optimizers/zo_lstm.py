@@ -164,10 +164,12 @@ class LearnedZO(ZOOptimizer):
         return LearnedState()
 
     def recommend(self, x: torch.Tensor, state: LearnedState) -> torch.Tensor:  # type: ignore[override]
-        """The scale-free scheme returns its last accepted point: its last iterate is a
-        proposal that no query has judged yet."""
+        """The scale-free scheme returns its last accepted point (its last iterate is a
+        proposal that no query has judged yet), or the start when that point never
+        measurably beat it (:meth:`~zol2l.learned.scalefree.ScaleFreeState.answer`)."""
         if self.scale_free and state.scale_free is not None:
-            return state.scale_free.x_base.detach()
+            assert isinstance(self.update_rnn, ScaleFreeUpdateRNN)
+            return state.scale_free.answer(self.update_rnn.constants)
         return x
 
     def queries_at(self, t: int) -> int:
