@@ -206,18 +206,35 @@ def gaussian_queries(
             end ``Estimate.values``; the scale-free ZO-LSTM's repeated points).
     """
     q = check_q(q)
-    if isinstance(mu, torch.Tensor):  # one smoothing per problem (the scale-free ZO-LSTM)
-        if mu.shape != (x.shape[0],) or not bool(torch.isfinite(mu).all() & (mu > 0).all()):
-            raise ValueError(f"a per-problem mu must be [{x.shape[0]}] positive finite values")
-        mu_u, mu_d = mu.detach().to(x.dtype)[:, None, None], mu.detach().to(x.dtype)[:, None]
-    else:
-        mu_u = mu_d = check_mu(mu)
+    mu_u, mu_d = _smoothing(mu, x)
     u = sample_directions(
         (x.shape[0], q, x.shape[1]), generator, dtype=x.dtype, device=x.device,
         std=std, guide=guide, guide_alpha=guide_alpha,
     )
-    plus = x[:, None, :] + mu_u * u
-    parts = [x[:, None, :], plus] + ([x[:, None, :] - mu_u * u] if antithetic else [])
+    return (yield from _differences(x, u, mu_u * u, mu_d, antithetic, extra))
+
+
+def _smoothing(mu: float | torch.Tensor, x: torch.Tensor
+               ) -> tuple[float | torch.Tensor, float | torch.Tensor]:
+    """``mu`` checked and shaped for the directions ``[B, q, d]`` and the differences
+    ``[B, q]``: a float, or a ``[B]`` tensor of one per problem (the scale-free ZO-LSTM)."""
+    if isinstance(mu, torch.Tensor):
+        if mu.shape != (x.shape[0],) or not bool(torch.isfinite(mu).all() & (mu > 0).all()):
+            raise ValueError(f"a per-problem mu must be [{x.shape[0]}] positive finite values")
+        return mu.detach().to(x.dtype)[:, None, None], mu.detach().to(x.dtype)[:, None]
+    mu = check_mu(mu)
+    return mu, mu
+
+
+def _differences(x: torch.Tensor, u: torch.Tensor, step: torch.Tensor,
+                 mu_d: float | torch.Tensor, antithetic: bool, extra: torch.Tensor | None
+                 ) -> Queries[Estimate]:
+    """Query ``x`` and ``x + step`` (and ``x - step`` with ``antithetic``), then ``extra``, in
+    ONE batch; return eq. 1's average of the (forward or central) differences times ``u``."""
+    q = u.shape[1]
+    parts = [x[:, None, :], x[:, None, :] + step]
+    if antithetic:
+        parts.append(x[:, None, :] - step)
     if extra is not None:
         parts.append(extra.to(x.dtype))
     values = yield torch.cat(parts, dim=1)
@@ -250,18 +267,16 @@ def orthogonal_queries(
     generator: torch.Generator,
     basis: torch.Tensor,
     *,
-    std: torch.Tensor | None = None,
     extra: torch.Tensor | None = None,
 ) -> Queries[Estimate]:
     """Eq. 1 with central differences along orthogonal directions in the coordinates ``y``
     of ``x + A y``, as :data:`Queries` (``2 pairs + 1`` points, then ``extra``, in one call).
 
-    The points are ``x +- mu A u`` with ``u`` from :func:`orthogonal_directions` (scaled by
-    ``std`` when given) and the estimate is of ``A^T grad f``, the gradient in ``y``.  When
-    ``pairs`` is a multiple of ``d`` it is exact on quadratics whatever ``mu`` (every
-    coordinate of ``y`` is differenced once per block and the curvature cancels): the
-    scale-free ZO-LSTM's quasi-Newton metric (:mod:`zol2l.learned.metric`) takes secants of
-    it.
+    The points are ``x +- mu A u`` with ``u`` from :func:`orthogonal_directions` and the
+    estimate is of ``A^T grad f``, the gradient in ``y``.  When ``pairs`` is a multiple of
+    ``d`` it is exact on quadratics whatever ``mu`` (every coordinate of ``y`` is differenced
+    once per block and the curvature cancels): the scale-free ZO-LSTM's quasi-Newton metric
+    (:mod:`zol2l.learned.metric`) takes secants of it.
 
     Args:
         x: ``[B, d]`` current points.
@@ -269,22 +284,13 @@ def orthogonal_queries(
         mu: ``[B]`` smoothing per problem.
         generator: source of the directions.
         basis: ``[B, d, d]`` the matrix ``A`` of each problem.
-        std: ``[B, d]`` per-coordinate scale of the directions (the QueryRNN's).
         extra: ``[B, k, d]`` further points queried in the same call.
     """
     pairs = check_q(pairs)
-    nprob, d = x.shape
-    u = orthogonal_directions(nprob, pairs, d, generator, x.dtype, x.device)
-    if std is not None:
-        u = u * std[:, None, :]
-    step = torch.einsum("bij,bqj->bqi", basis.to(x.dtype), u) * mu.to(x.dtype)[:, None, None]
-    parts = [x[:, None, :], x[:, None, :] + step, x[:, None, :] - step]
-    if extra is not None:
-        parts.append(extra.to(x.dtype))
-    values = yield torch.cat(parts, dim=1)
-    diffs = (values[:, 1 : pairs + 1] - values[:, pairs + 1 : 2 * pairs + 1]) / (
-        2.0 * mu.to(x.dtype)[:, None])
-    return Estimate(directional_average(diffs, u), values[:, 0], values.shape[1], values)
+    mu_u, mu_d = _smoothing(mu, x)
+    u = orthogonal_directions(x.shape[0], pairs, x.shape[1], generator, x.dtype, x.device)
+    step = mu_u * torch.einsum("bij,bqj->bqi", basis.to(x.dtype), u)
+    return (yield from _differences(x, u, step, mu_d, True, extra))
 
 
 def gaussian(oracle: Oracle, x: torch.Tensor, q: int, mu: float | torch.Tensor,

@@ -25,7 +25,9 @@ changes what the networks see and what they emit:
   accepted values never increase.  Under evaluation noise a comparison counts only when the
   change exceeds ``noise_gate`` standard deviations of a difference of two evaluations
   (measured from the repeated ``f(x)``): on pure noise every success is a coin flip, and
-  the rule would otherwise shrink ``sigma`` by ``c (p - 1/2)`` per step until it vanished;
+  the rule would otherwise shrink ``sigma`` by ``c (p - 1/2)`` per step until it vanished.
+  A run answers its last accepted point, or its start when that point never beat the start
+  by more than the same margin (:meth:`ScaleFreeState.answer`);
 * **smoothing** ``mu_t = k_mu sigma_t``: tied to the step size instead of a fixed 1e-8, so
   that it follows the parameters' scale; while the measured noise is not small against the
   finite differences ``mu`` grows, up to ``mu_max sigma`` (a smoothing wider than the step:
